@@ -1,1 +1,27 @@
-export const placeholder = 1;
+export { CertificateAuthority } from './ca/index.js';
+export type {
+  CaKeyAlgorithm,
+  CaPem,
+  CaStats,
+  CreateCaOptions,
+  IssueIntermediateOptions,
+  IssuedLeaf,
+  LeafKeyAlgorithm,
+  LeafPolicy,
+  NormalizedName,
+  WebCryptoProvider,
+} from './ca/index.js';
+export {
+  CaCertificateInvalidError,
+  CaError,
+  CaExpiredError,
+  CaFileError,
+  CaHostnameInvalidError,
+  CaKeyInvalidError,
+  CaKeyMismatchError,
+  CaKeyUnsupportedError,
+  CaNameNotPermittedError,
+  CaNotAuthorityError,
+  CaOptionsInvalidError,
+  normalizeHostname,
+} from './ca/index.js';

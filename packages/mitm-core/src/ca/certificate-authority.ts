@@ -1,0 +1,678 @@
+import { X509Certificate as NodeX509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
+import type { KeyObject, webcrypto } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
+import { inspect } from 'node:util';
+import {
+  AuthorityKeyIdentifierExtension,
+  BasicConstraintsExtension,
+  ExtendedKeyUsage,
+  ExtendedKeyUsageExtension,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  SubjectAlternativeNameExtension,
+  SubjectKeyIdentifierExtension,
+  X509Certificate,
+  X509CertificateGenerator,
+} from './x509.js';
+import type { Extension, JsonGeneralName, JsonName } from './x509.js';
+import { defaultCryptoProvider } from './crypto-provider.js';
+import type { WebCryptoProvider } from './crypto-provider.js';
+import {
+  CaCertificateInvalidError,
+  CaExpiredError,
+  CaKeyInvalidError,
+  CaKeyMismatchError,
+  CaKeyUnsupportedError,
+  CaNotAuthorityError,
+  CaOptionsInvalidError,
+} from './errors.js';
+import { normalizeHostname } from './hostname.js';
+import type { NormalizedName } from './hostname.js';
+import {
+  assertNamePermitted,
+  buildNameConstraintsExtension,
+  normalizeDomainConstraint,
+  readNameConstraints,
+  validateIpRange,
+} from './name-constraints.js';
+import type { NameConstraintSet } from './name-constraints.js';
+import { derToPem, ensureTrailingNewline, splitCertificates } from './pem.js';
+import { SecureContextCache } from './secure-context-cache.js';
+import type { MintedContext } from './secure-context-cache.js';
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+export type CaKeyAlgorithm = 'ECDSA-P256' | 'ECDSA-P384' | 'RSA-2048' | 'RSA-3072';
+export type LeafKeyAlgorithm = 'ECDSA-P256' | 'RSA-2048';
+
+/** How leaves are minted and cached; accepted by `create`, `load` and `issueIntermediate`. */
+export interface LeafPolicy {
+  /** Algorithm of the one key pair shared by all leaves. Default 'ECDSA-P256'. */
+  readonly leafKeyAlgorithm?: LeafKeyAlgorithm;
+  /** Leaf lifetime in days, at most 47 (the CA/Browser Forum limit from 2029). Default 47. */
+  readonly leafValidityDays?: number;
+  /** Mint a replacement this many days before a cached leaf expires. Default 7 (capped at a third of the lifetime). */
+  readonly renewBeforeDays?: number;
+  /** Maximum number of cached secure contexts (one per servername). Default 1000. */
+  readonly cacheSize?: number;
+  /** Extra options for every `tls.createSecureContext` (e.g. minVersion); key and cert are always ours. */
+  readonly secureContextOptions?: Readonly<Omit<import('node:tls').SecureContextOptions, 'key' | 'cert'>>;
+  /** Clock in epoch milliseconds; tests inject one to exercise renewal. Default Date.now. */
+  readonly clock?: () => number;
+  /** WebCrypto provider used for keys and signatures. Default: Node's built-in webcrypto. */
+  readonly crypto?: WebCryptoProvider;
+}
+
+export interface CreateCaOptions extends LeafPolicy {
+  readonly commonName: string;
+  /** Default 'ECDSA-P256'. */
+  readonly keyAlgorithm?: CaKeyAlgorithm;
+  /** CA lifetime in days. Default 3650. */
+  readonly validityDays?: number;
+  readonly organization?: string;
+}
+
+export interface IssueIntermediateOptions extends LeafPolicy {
+  /** DNS names (and their subdomains) the intermediate may sign for; ".example.com" means subdomains only. */
+  readonly permittedDomains: readonly string[];
+  /** CIDR ranges the intermediate may sign IP SANs for. Default: none, i.e. every IP address is excluded. */
+  readonly permittedIpRanges?: readonly string[];
+  /** Default 365, never beyond the issuer's own notAfter. */
+  readonly validityDays?: number;
+  /** Default "<issuer CN> intermediate". */
+  readonly commonName?: string;
+  /** Default: same algorithm as the issuer's key. */
+  readonly keyAlgorithm?: CaKeyAlgorithm;
+}
+
+export interface IssuedLeaf {
+  /** The leaf certificate alone. */
+  readonly certPem: string;
+  /** Leaf followed by the intermediates up to (excluding) the root: what a TLS server should send. */
+  readonly chainPem: string;
+  /** PKCS#8 PEM of the shared leaf key. */
+  readonly keyPem: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly serialNumber: string;
+}
+
+export interface CaPem {
+  /** This CA's certificate followed by its issuer chain (excluding a self-signed root), as `load` accepts. */
+  readonly certPem: string;
+  /** PKCS#8 PEM of the CA private key. */
+  readonly keyPem: string;
+}
+
+export interface CaStats {
+  readonly leavesIssued: number;
+  readonly cacheSize: number;
+  readonly cacheHits: number;
+  readonly cacheMisses: number;
+}
+
+interface ResolvedPolicy {
+  readonly leafKeyAlgorithm: LeafKeyAlgorithm;
+  readonly leafValidityMs: number;
+  readonly renewBeforeMs: number;
+  readonly cacheSize: number;
+  readonly secureContextOptions: Readonly<import('node:tls').SecureContextOptions>;
+  readonly clock: () => number;
+  readonly crypto: WebCryptoProvider;
+}
+
+interface LeafKey {
+  readonly keys: CryptoKeyPair;
+  readonly keyPem: string;
+  readonly extensions: readonly Extension[];
+}
+
+interface KeyAlgorithmSpec {
+  readonly generate: webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams;
+  readonly sign: webcrypto.Algorithm | webcrypto.EcdsaParams;
+}
+
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+const MAX_LEAF_DAYS = 47;
+const MAX_CA_DAYS = 36_500;
+const RSA_EXPONENT = new Uint8Array([1, 0, 1]);
+
+function keyAlgorithmSpec(algorithm: CaKeyAlgorithm | LeafKeyAlgorithm): KeyAlgorithmSpec {
+  switch (algorithm) {
+    case 'ECDSA-P256':
+      return { generate: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } };
+    case 'ECDSA-P384':
+      return { generate: { name: 'ECDSA', namedCurve: 'P-384' }, sign: { name: 'ECDSA', hash: 'SHA-384' } };
+    case 'RSA-2048':
+    case 'RSA-3072': {
+      const modulusLength = algorithm === 'RSA-2048' ? 2048 : 3072;
+      const name = 'RSASSA-PKCS1-v1_5';
+      return {
+        generate: { name, modulusLength, publicExponent: RSA_EXPONENT, hash: 'SHA-256' },
+        sign: { name },
+      };
+    }
+    default:
+      throw new CaOptionsInvalidError(`unsupported key algorithm ${JSON.stringify(algorithm)}`);
+  }
+}
+
+/** Maps a parsed (private or public) key to the WebCrypto algorithm we sign with. */
+function algorithmOfKey(key: KeyObject): CaKeyAlgorithm {
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    if (curve === 'prime256v1') return 'ECDSA-P256';
+    if (curve === 'secp384r1') return 'ECDSA-P384';
+    throw new CaKeyUnsupportedError(`EC curve ${String(curve)} is not supported (P-256 and P-384 are)`);
+  }
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < 2048) throw new CaKeyUnsupportedError(`RSA key of ${bits} bits is too small (2048 minimum)`);
+    return bits >= 3072 ? 'RSA-3072' : 'RSA-2048';
+  }
+  throw new CaKeyUnsupportedError(`${String(key.asymmetricKeyType)} keys are not supported (EC and RSA are)`);
+}
+
+function checkDays(name: string, value: number | undefined, fallback: number, max: number): number {
+  const days = value ?? fallback;
+  if (typeof days !== 'number' || !Number.isFinite(days) || days <= 0 || days > max) {
+    throw new CaOptionsInvalidError(`${name} must be a number in (0, ${max}]`);
+  }
+  return days;
+}
+
+function resolvePolicy(options: LeafPolicy | undefined, inherited?: ResolvedPolicy): ResolvedPolicy {
+  const leafDays = checkDays(
+    'leafValidityDays',
+    options?.leafValidityDays,
+    inherited ? inherited.leafValidityMs / DAY_MS : MAX_LEAF_DAYS,
+    MAX_LEAF_DAYS,
+  );
+  const leafValidityMs = leafDays * DAY_MS;
+  const renewDays = options?.renewBeforeDays ?? (inherited ? inherited.renewBeforeMs / DAY_MS : 7);
+  if (typeof renewDays !== 'number' || !Number.isFinite(renewDays) || renewDays < 0) {
+    throw new CaOptionsInvalidError('renewBeforeDays must be a non-negative number');
+  }
+  const cacheSize = options?.cacheSize ?? inherited?.cacheSize ?? 1000;
+  if (!Number.isInteger(cacheSize) || cacheSize < 1) {
+    throw new CaOptionsInvalidError('cacheSize must be a positive integer');
+  }
+  const leafKeyAlgorithm = options?.leafKeyAlgorithm ?? inherited?.leafKeyAlgorithm ?? 'ECDSA-P256';
+  if (leafKeyAlgorithm !== 'ECDSA-P256' && leafKeyAlgorithm !== 'RSA-2048') {
+    throw new CaOptionsInvalidError(`unsupported leafKeyAlgorithm ${JSON.stringify(leafKeyAlgorithm)}`);
+  }
+  return {
+    leafKeyAlgorithm,
+    leafValidityMs,
+    // Renew early enough to overlap, but never so early that every request would mint.
+    renewBeforeMs: Math.min(renewDays * DAY_MS, leafValidityMs / 3),
+    cacheSize,
+    secureContextOptions: options?.secureContextOptions ?? inherited?.secureContextOptions ?? {},
+    clock: options?.clock ?? inherited?.clock ?? Date.now,
+    crypto: options?.crypto ?? inherited?.crypto ?? defaultCryptoProvider,
+  };
+}
+
+function randomSerial(): string {
+  const bytes = randomBytes(16);
+  // Positive and without a leading zero byte, so the DER INTEGER is exactly 16 bytes.
+  bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x40;
+  return bytes.toString('hex');
+}
+
+function nameOf(commonName: string, organization?: string): JsonName {
+  return organization === undefined ? [{ CN: [commonName] }] : [{ CN: [commonName] }, { O: [organization] }];
+}
+
+type PeculiarCrypto = NonNullable<Parameters<typeof X509CertificateGenerator.create>[1]>;
+
+function toPeculiarCrypto(provider: WebCryptoProvider): PeculiarCrypto {
+  // @peculiar/x509 is typed against the DOM Crypto; Node's webcrypto implements the same interface.
+  return provider as unknown as PeculiarCrypto;
+}
+
+interface CaState {
+  readonly cert: X509Certificate;
+  readonly certPem: string;
+  readonly chainPems: readonly string[];
+  readonly signingKey: CryptoKey;
+  readonly signingAlgorithm: webcrypto.Algorithm | webcrypto.EcdsaParams;
+  readonly subjectKeyId: string;
+  readonly constraints: readonly NameConstraintSet[];
+  /** Remaining intermediate levels this CA may create; undefined = unlimited. */
+  readonly pathLength: number | undefined;
+  readonly policy: ResolvedPolicy;
+}
+
+/**
+ * A certificate authority that mints short-lived leaf certificates for intercepted hosts.
+ * The private key lives only in a private field: it is not reachable by util.inspect, JSON or toString,
+ * and is exported only by an explicit `toPem()` / `saveToDir()`.
+ */
+export class CertificateAuthority {
+  readonly #state: CaState;
+  readonly #cache: SecureContextCache;
+  #leafKey: Promise<LeafKey> | null = null;
+  #leavesIssued = 0;
+
+  private constructor(state: CaState) {
+    this.#state = state;
+    this.#cache = new SecureContextCache(
+      state.policy.cacheSize,
+      (servername) => this.#mintContext(servername),
+      state.policy.clock,
+    );
+  }
+
+  /** Creates a new self-signed root CA. */
+  static async create(options: CreateCaOptions): Promise<CertificateAuthority> {
+    if (
+      typeof options?.commonName !== 'string' ||
+      options.commonName.length === 0 ||
+      options.commonName.length > 64
+    ) {
+      throw new CaOptionsInvalidError('commonName must be a string of 1 to 64 characters');
+    }
+    const policy = resolvePolicy(options);
+    const validityDays = checkDays('validityDays', options.validityDays, 3650, MAX_CA_DAYS);
+    const spec = keyAlgorithmSpec(options.keyAlgorithm ?? 'ECDSA-P256');
+    const crypto = toPeculiarCrypto(policy.crypto);
+    const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
+      'sign',
+      'verify',
+    ])) as CryptoKeyPair;
+    const now = policy.clock();
+    const ski = await SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto);
+    const cert = await X509CertificateGenerator.createSelfSigned(
+      {
+        serialNumber: randomSerial(),
+        name: nameOf(options.commonName, options.organization),
+        notBefore: new Date(now - HOUR_MS),
+        notAfter: new Date(now + validityDays * DAY_MS),
+        keys,
+        signingAlgorithm: spec.sign,
+        extensions: [
+          new BasicConstraintsExtension(true, undefined, true),
+          new KeyUsagesExtension(
+            KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign | KeyUsageFlags.digitalSignature,
+            true,
+          ),
+          ski,
+        ],
+      },
+      crypto,
+    );
+    return new CertificateAuthority({
+      cert,
+      certPem: ensureTrailingNewline(cert.toString('pem')),
+      chainPems: [],
+      signingKey: keys.privateKey,
+      signingAlgorithm: spec.sign,
+      subjectKeyId: ski.keyId,
+      constraints: [],
+      pathLength: undefined,
+      policy,
+    });
+  }
+
+  /**
+   * Loads an existing CA (e.g. the organisation's own). `certPem` is the CA certificate, optionally followed
+   * by its issuer chain; `keyPem` is its private key (PKCS#8, SEC1 or PKCS#1, unencrypted).
+   */
+  static async load(certPem: string, keyPem: string, options?: LeafPolicy): Promise<CertificateAuthority> {
+    const policy = resolvePolicy(options);
+    if (typeof certPem !== 'string') throw new CaCertificateInvalidError('certificate PEM must be a string');
+    if (typeof keyPem !== 'string') throw new CaKeyInvalidError('private key PEM must be a string');
+    const blocks = splitCertificates(certPem);
+    if (blocks.length === 0) throw new CaCertificateInvalidError('no PEM "CERTIFICATE" block found');
+    const parsed: Array<{ node: NodeX509Certificate; peculiar: X509Certificate; pem: string }> = [];
+    for (const pem of blocks) {
+      try {
+        parsed.push({
+          node: new NodeX509Certificate(pem),
+          peculiar: new X509Certificate(pem),
+          pem: `${pem}\n`,
+        });
+      } catch (error) {
+        throw new CaCertificateInvalidError('certificate PEM does not contain a valid X.509 certificate', {
+          cause: error,
+        });
+      }
+    }
+    const own = parsed[0];
+    if (own === undefined) throw new CaCertificateInvalidError('no certificate found');
+    const basic = own.peculiar.getExtension(BasicConstraintsExtension);
+    if (!own.node.ca || basic === null || !basic.ca) {
+      throw new CaNotAuthorityError('certificate is not a CA (basicConstraints cA is not TRUE)');
+    }
+    const usage = own.peculiar.getExtension(KeyUsagesExtension);
+    if (usage !== null && (usage.usages & KeyUsageFlags.keyCertSign) === 0) {
+      throw new CaNotAuthorityError('certificate key usage does not include keyCertSign');
+    }
+    const now = policy.clock();
+    if (now < own.peculiar.notBefore.getTime() || now >= own.peculiar.notAfter.getTime()) {
+      throw new CaExpiredError(
+        `CA certificate is valid from ${own.peculiar.notBefore.toISOString()} to ${own.peculiar.notAfter.toISOString()}`,
+      );
+    }
+    let keyObject: KeyObject;
+    try {
+      keyObject = createPrivateKey({ key: keyPem, format: 'pem' });
+    } catch {
+      // The parser's message is dropped on purpose: it must never echo key material.
+      throw new CaKeyInvalidError('private key PEM is not a parsable unencrypted private key');
+    }
+    if (!own.node.checkPrivateKey(keyObject)) throw new CaKeyMismatchError();
+    const algorithm = algorithmOfKey(keyObject);
+    const spec = keyAlgorithmSpec(algorithm);
+    const pkcs8 = keyObject.export({ format: 'der', type: 'pkcs8' });
+    const importParams =
+      'namedCurve' in spec.generate ? spec.generate : { name: spec.generate.name, hash: spec.generate.hash };
+    const signingKey = await policy.crypto.subtle.importKey('pkcs8', pkcs8, importParams, true, ['sign']);
+    const skiExtension = own.peculiar.getExtension(SubjectKeyIdentifierExtension);
+    const subjectKeyId =
+      skiExtension?.keyId ??
+      (
+        await SubjectKeyIdentifierExtension.create(
+          own.peculiar.publicKey,
+          false,
+          toPeculiarCrypto(policy.crypto),
+        )
+      ).keyId;
+    const constraints: NameConstraintSet[] = [];
+    for (const item of parsed) {
+      const set = readNameConstraints(item.peculiar);
+      if (set !== null) constraints.push(set);
+    }
+    return new CertificateAuthority({
+      cert: own.peculiar,
+      certPem: own.pem,
+      // A self-signed root in the bundle is dropped: clients must trust it out of band, never get it sent.
+      chainPems: parsed
+        .slice(1)
+        .filter((item) => item.node.issuer !== item.node.subject)
+        .map((item) => item.pem),
+      signingKey,
+      signingAlgorithm: spec.sign,
+      subjectKeyId,
+      constraints,
+      pathLength: basic.pathLength,
+      policy,
+    });
+  }
+
+  /** This CA's certificate alone (what clients trust, for a root CA). */
+  get certPem(): string {
+    return this.#state.certPem;
+  }
+
+  /** Certificates above this CA that a server sends after its leaf (empty for a root CA). */
+  get chainPems(): readonly string[] {
+    return this.#state.chainPems;
+  }
+
+  get subject(): string {
+    return this.#state.cert.subject;
+  }
+
+  get notBefore(): Date {
+    return this.#state.cert.notBefore;
+  }
+
+  get notAfter(): Date {
+    return this.#state.cert.notAfter;
+  }
+
+  get serialNumber(): string {
+    return this.#state.cert.serialNumber;
+  }
+
+  /** True when the certificate (or one above it) carries X.509 name constraints. */
+  get constrained(): boolean {
+    return this.#state.constraints.length > 0;
+  }
+
+  stats(): CaStats {
+    const cache = this.#cache.stats();
+    return {
+      leavesIssued: this.#leavesIssued,
+      cacheSize: cache.size,
+      cacheHits: cache.hits,
+      cacheMisses: cache.misses,
+    };
+  }
+
+  /** Exports certificate (plus chain) and PKCS#8 private key. Handle the key with care; see saveToDir. */
+  async toPem(): Promise<CaPem> {
+    const der = await this.#state.policy.crypto.subtle.exportKey('pkcs8', this.#state.signingKey);
+    return {
+      certPem: this.#state.certPem + this.#state.chainPems.join(''),
+      keyPem: derToPem(der, 'PRIVATE KEY'),
+    };
+  }
+
+  /** Throws CaNameNotPermittedError / CaHostnameInvalidError if this CA cannot sign for the name. */
+  assertCanIssue(hostname: string): void {
+    assertNamePermitted(this.#state.constraints, normalizeHostname(hostname));
+  }
+
+  /**
+   * Mints a leaf for the given DNS names and/or IP addresses, signed with the shared leaf key.
+   * Valid from one hour ago (tolerates client clock skew) for leafValidityDays (<= 47), never past the CA.
+   */
+  async issueLeaf(hostnames: readonly string[]): Promise<IssuedLeaf> {
+    if (!Array.isArray(hostnames) || hostnames.length === 0) {
+      throw new CaOptionsInvalidError('issueLeaf needs at least one hostname');
+    }
+    if (hostnames.length > 100) throw new CaOptionsInvalidError('issueLeaf accepts at most 100 hostnames');
+    const names: NormalizedName[] = [];
+    const seen = new Set<string>();
+    for (const hostname of hostnames) {
+      const name = normalizeHostname(hostname);
+      assertNamePermitted(this.#state.constraints, name);
+      if (!seen.has(name.value)) {
+        seen.add(name.value);
+        names.push(name);
+      }
+    }
+    const leafKey = await this.#getLeafKey();
+    return this.#signLeaf(names, leafKey);
+  }
+
+  /**
+   * A TLS secure context for an SNI servername (or, for clients without SNI, the original destination IP).
+   * Cached in a bounded LRU; concurrent first requests share one mint; renewed before expiry.
+   */
+  secureContextFor(servername: string): Promise<SecureContext> {
+    return this.#cache.get(servername);
+  }
+
+  /**
+   * Creates an intermediate CA signed by this one, limited by X.509 name constraints to `permittedDomains`
+   * (and `permittedIpRanges`; without them, no IP address at all). Its path length is 0: it can only sign leaves.
+   */
+  async issueIntermediate(options: IssueIntermediateOptions): Promise<CertificateAuthority> {
+    const state = this.#state;
+    if (state.pathLength !== undefined && state.pathLength < 1) {
+      throw new CaNotAuthorityError('this CA has pathLenConstraint 0 and cannot issue intermediate CAs');
+    }
+    if (!Array.isArray(options?.permittedDomains) || options.permittedDomains.length === 0) {
+      throw new CaOptionsInvalidError('permittedDomains must be a non-empty array');
+    }
+    const domains = options.permittedDomains.map(normalizeDomainConstraint);
+    const ipRanges = (options.permittedIpRanges ?? []).map(validateIpRange);
+    // An intermediate must not widen what its issuer may sign for.
+    for (const domain of domains) {
+      const bare = domain.charCodeAt(0) === 46 ? domain.slice(1) : domain;
+      assertNamePermitted(state.constraints, { kind: 'dns', value: bare });
+    }
+    const policy = resolvePolicy(options, state.policy);
+    const now = policy.clock();
+    const validityDays = checkDays('validityDays', options.validityDays, 365, MAX_CA_DAYS);
+    const notAfter = Math.min(now + validityDays * DAY_MS, state.cert.notAfter.getTime());
+    const spec = keyAlgorithmSpec(
+      options.keyAlgorithm ?? algorithmOfKey(new NodeX509Certificate(state.certPem).publicKey),
+    );
+    const crypto = toPeculiarCrypto(policy.crypto);
+    const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
+      'sign',
+      'verify',
+    ])) as CryptoKeyPair;
+    const ski = await SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto);
+    const commonName = options.commonName ?? `${firstCommonName(state.cert)} intermediate`.slice(0, 64);
+    const cert = await X509CertificateGenerator.create(
+      {
+        serialNumber: randomSerial(),
+        subject: nameOf(commonName),
+        issuer: state.cert.subjectName,
+        notBefore: new Date(now - HOUR_MS),
+        notAfter: new Date(notAfter),
+        publicKey: keys.publicKey,
+        signingKey: state.signingKey,
+        signingAlgorithm: state.signingAlgorithm,
+        extensions: [
+          new BasicConstraintsExtension(true, 0, true),
+          new KeyUsagesExtension(
+            KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign | KeyUsageFlags.digitalSignature,
+            true,
+          ),
+          ski,
+          new AuthorityKeyIdentifierExtension(state.subjectKeyId),
+          buildNameConstraintsExtension(domains, ipRanges),
+        ],
+      },
+      crypto,
+    );
+    const own = readNameConstraints(cert);
+    return new CertificateAuthority({
+      cert,
+      certPem: ensureTrailingNewline(cert.toString('pem')),
+      chainPems: isSelfSigned(state.cert) ? [...state.chainPems] : [state.certPem, ...state.chainPems],
+      signingKey: keys.privateKey,
+      signingAlgorithm: spec.sign,
+      subjectKeyId: ski.keyId,
+      constraints: own === null ? state.constraints : [own, ...state.constraints],
+      pathLength: 0,
+      policy,
+    });
+  }
+
+  toString(): string {
+    return `CertificateAuthority(${this.#state.cert.subject})`;
+  }
+
+  toJSON(): { subject: string; serialNumber: string; notAfter: string; certPem: string } {
+    return {
+      subject: this.subject,
+      serialNumber: this.serialNumber,
+      notAfter: this.notAfter.toISOString(),
+      certPem: this.certPem,
+    };
+  }
+
+  [inspect.custom](): string {
+    return `CertificateAuthority { subject: ${JSON.stringify(this.subject)}, notAfter: ${this.notAfter.toISOString()}, constrained: ${this.constrained} }`;
+  }
+
+  #getLeafKey(): Promise<LeafKey> {
+    if (this.#leafKey === null) {
+      const pending = this.#generateLeafKey();
+      this.#leafKey = pending;
+      // A failed generation must not poison every later mint.
+      pending.catch(() => {
+        if (this.#leafKey === pending) this.#leafKey = null;
+      });
+    }
+    return this.#leafKey;
+  }
+
+  async #generateLeafKey(): Promise<LeafKey> {
+    const { policy, subjectKeyId } = this.#state;
+    const spec = keyAlgorithmSpec(policy.leafKeyAlgorithm);
+    const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
+      'sign',
+      'verify',
+    ])) as CryptoKeyPair;
+    const der = await policy.crypto.subtle.exportKey('pkcs8', keys.privateKey);
+    const usages =
+      policy.leafKeyAlgorithm === 'RSA-2048'
+        ? KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment
+        : KeyUsageFlags.digitalSignature;
+    // Everything but the SAN is identical for every leaf, so it is built once per CA.
+    const extensions: Extension[] = [
+      new BasicConstraintsExtension(false, undefined, true),
+      new KeyUsagesExtension(usages, true),
+      new ExtendedKeyUsageExtension([ExtendedKeyUsage.serverAuth], false),
+      await SubjectKeyIdentifierExtension.create(keys.publicKey, false, toPeculiarCrypto(policy.crypto)),
+      new AuthorityKeyIdentifierExtension(subjectKeyId),
+    ];
+    return { keys, keyPem: derToPem(der, 'PRIVATE KEY'), extensions };
+  }
+
+  async #signLeaf(names: readonly NormalizedName[], leafKey: LeafKey): Promise<IssuedLeaf> {
+    const state = this.#state;
+    // Certificates carry whole seconds; truncating keeps the returned dates equal to the encoded ones.
+    const now = Math.floor(state.policy.clock() / 1000) * 1000;
+    const notBefore = new Date(now - HOUR_MS);
+    const notAfter = new Date(Math.min(now + state.policy.leafValidityMs, state.cert.notAfter.getTime()));
+    const san: JsonGeneralName[] = names.map((name) => ({ type: name.kind, value: name.value }));
+    const first = names[0]?.value ?? '';
+    const serialNumber = randomSerial();
+    const cert = await X509CertificateGenerator.create(
+      {
+        serialNumber,
+        // CN is capped at 64 characters by X.520; the SAN carries the real names anyway.
+        subject: first.length <= 64 ? [{ CN: [first] }] : [{ O: ['httpmesh'] }],
+        issuer: state.cert.subjectName,
+        notBefore,
+        notAfter,
+        publicKey: leafKey.keys.publicKey,
+        signingKey: state.signingKey,
+        signingAlgorithm: state.signingAlgorithm,
+        extensions: [...leafKey.extensions, new SubjectAlternativeNameExtension(san, false)],
+      },
+      toPeculiarCrypto(state.policy.crypto),
+    );
+    this.#leavesIssued++;
+    const certPem = ensureTrailingNewline(cert.toString('pem'));
+    return {
+      certPem,
+      chainPem: certPem + state.chainPems.join(''),
+      keyPem: leafKey.keyPem,
+      notBefore,
+      notAfter,
+      serialNumber,
+    };
+  }
+
+  async #mintContext(servername: string): Promise<MintedContext> {
+    const name = normalizeHostname(servername);
+    assertNamePermitted(this.#state.constraints, name);
+    const leafKey = await this.#getLeafKey();
+    const leaf = await this.#signLeaf([name], leafKey);
+    const context = createSecureContext({
+      ...this.#state.policy.secureContextOptions,
+      key: leaf.keyPem,
+      cert: leaf.chainPem,
+    });
+    const expiresAt = leaf.notAfter.getTime();
+    const lifetime = expiresAt - leaf.notBefore.getTime();
+    return {
+      context,
+      renewAt: expiresAt - Math.min(this.#state.policy.renewBeforeMs, lifetime / 3),
+      expiresAt,
+    };
+  }
+}
+
+function firstCommonName(cert: X509Certificate): string {
+  const cn = cert.subjectName.getField('CN')[0];
+  return cn ?? 'httpmesh';
+}
+
+function isSelfSigned(cert: X509Certificate): boolean {
+  return cert.subject === cert.issuer;
+}

@@ -1,0 +1,27 @@
+export { CertificateAuthority } from './certificate-authority.js';
+export type {
+  CaKeyAlgorithm,
+  CaPem,
+  CaStats,
+  CreateCaOptions,
+  IssueIntermediateOptions,
+  IssuedLeaf,
+  LeafKeyAlgorithm,
+  LeafPolicy,
+} from './certificate-authority.js';
+export {
+  CaCertificateInvalidError,
+  CaError,
+  CaExpiredError,
+  CaFileError,
+  CaHostnameInvalidError,
+  CaKeyInvalidError,
+  CaKeyMismatchError,
+  CaKeyUnsupportedError,
+  CaNameNotPermittedError,
+  CaNotAuthorityError,
+  CaOptionsInvalidError,
+} from './errors.js';
+export { normalizeHostname } from './hostname.js';
+export type { NormalizedName } from './hostname.js';
+export type { WebCryptoProvider } from './crypto-provider.js';

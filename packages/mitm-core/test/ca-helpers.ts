@@ -1,0 +1,36 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
+export const inCi = process.env['CI'] === 'true';
+
+/** Runs `openssl verify` on a leaf with a trusted root and optional untrusted intermediates. */
+export function opensslVerify(
+  rootPem: string,
+  leafPem: string,
+  untrustedPem?: string,
+  extraArgs: readonly string[] = [],
+): { ok: boolean; output: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'mitm-ca-verify-'));
+  try {
+    writeFileSync(join(dir, 'root.pem'), rootPem);
+    writeFileSync(join(dir, 'leaf.pem'), leafPem);
+    const args = ['verify', '-CAfile', join(dir, 'root.pem'), ...extraArgs];
+    if (untrustedPem !== undefined) {
+      writeFileSync(join(dir, 'untrusted.pem'), untrustedPem);
+      args.push('-untrusted', join(dir, 'untrusted.pem'));
+    }
+    args.push(join(dir, 'leaf.pem'));
+    const result = spawnSync('openssl', args, { encoding: 'utf8' });
+    return { ok: result.status === 0, output: `${result.stdout}${result.stderr}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `openssl x509 -noout -text` of a PEM certificate. */
+export function opensslText(certPem: string): string {
+  return execFileSync('openssl', ['x509', '-noout', '-text'], { input: certPem, encoding: 'utf8' });
+}
