@@ -1,0 +1,364 @@
+import { MetricsOptionsError, SnapshotBoundsError, SnapshotError } from './errors.js';
+import { BODY_SIZE_BUCKETS_BYTES, DURATION_BUCKETS_SECONDS } from './semconv.js';
+import type { Direction } from './semconv.js';
+import type { HistogramDelta, MetricsSnapshot, SnapshotSeries } from './snapshot.js';
+
+/** Dimensions a mesh view can be grouped by. */
+export type ViewDimension =
+  | 'service'
+  | 'direction'
+  | 'host'
+  | 'route'
+  | 'method'
+  | 'statusCode'
+  | 'errorType'
+  | 'sourceService';
+
+export type ViewKey = Partial<Record<ViewDimension, string | number | null>>;
+
+export interface HistogramSummary extends HistogramDelta {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+export interface ViewRow {
+  key: ViewKey;
+  requests: number;
+  /** Requests whose series carries `error.type`. */
+  errors: number;
+  /** Requests counted in the overflow series (labels unknown). */
+  overflow: number;
+  duration: HistogramSummary;
+  requestBodySize: HistogramSummary;
+  responseBodySize: HistogramSummary;
+}
+
+export interface MeshAggregatorOptions {
+  durationBounds?: readonly number[];
+  bodySizeBounds?: readonly number[];
+}
+
+interface AggregateSeries {
+  service: string;
+  series: SnapshotSeries;
+}
+
+/**
+ * Estimates quantile `q` from explicit-bucket counts by linear interpolation inside the bucket
+ * holding the target rank (the first bucket starts at 0; values in the +Inf bucket are reported
+ * as the last finite bound, as Prometheus' histogram_quantile does). Returns null when empty.
+ */
+export function estimateQuantile(
+  bounds: readonly number[],
+  buckets: readonly number[],
+  q: number,
+): number | null {
+  let total = 0;
+  for (const c of buckets) total += c;
+  if (total === 0) return null;
+  const rank = q * total;
+  let cumulative = 0;
+  for (let i = 0; i < buckets.length; i++) {
+    const c = buckets[i]!;
+    if (c > 0 && cumulative + c >= rank) {
+      if (i >= bounds.length) return bounds[bounds.length - 1]!;
+      const upper = bounds[i]!;
+      const lower = i === 0 ? Math.min(0, upper) : bounds[i - 1]!;
+      return lower + (upper - lower) * ((rank - cumulative) / c);
+    }
+    cumulative += c;
+  }
+  return bounds[bounds.length - 1]!;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0;
+}
+
+function checkBoundsArray(value: unknown, path: string): number[] {
+  if (!Array.isArray(value) || value.length === 0)
+    throw new SnapshotError(path, 'expected a non-empty number array');
+  for (let i = 0; i < value.length; i++) {
+    const v: unknown = value[i];
+    if (typeof v !== 'number' || !Number.isFinite(v) || (i > 0 && v <= (value[i - 1] as number))) {
+      throw new SnapshotError(`${path}[${i}]`, 'bounds must be finite and strictly increasing');
+    }
+  }
+  return value as number[];
+}
+
+function checkHistogram(value: unknown, path: string, bucketCount: number): HistogramDelta {
+  if (!isRecord(value)) throw new SnapshotError(path, 'expected an object');
+  const { count, sum, buckets } = value;
+  if (!isCount(count)) throw new SnapshotError(`${path}.count`, 'expected a non-negative integer');
+  if (typeof sum !== 'number' || !Number.isFinite(sum) || sum < 0) {
+    throw new SnapshotError(`${path}.sum`, 'expected a finite non-negative number');
+  }
+  if (!Array.isArray(buckets) || buckets.length !== bucketCount) {
+    throw new SnapshotError(`${path}.buckets`, `expected an array of ${bucketCount} counts`);
+  }
+  let total = 0;
+  for (let i = 0; i < buckets.length; i++) {
+    const b: unknown = buckets[i];
+    if (!isCount(b)) throw new SnapshotError(`${path}.buckets[${i}]`, 'expected a non-negative integer');
+    total += b;
+  }
+  if (total !== count)
+    throw new SnapshotError(`${path}.buckets`, `bucket counts add up to ${total}, count is ${count}`);
+  return { count, sum, buckets: buckets.slice() as number[] };
+}
+
+function nullableString(value: unknown, path: string): string | null {
+  if (value === null) return null;
+  if (typeof value === 'string' && value.length > 0) return value;
+  throw new SnapshotError(path, 'expected a non-empty string or null');
+}
+
+/**
+ * Checks an untrusted snapshot (e.g. JSON from a sidecar) and returns a deep copy.
+ * @throws SnapshotError (`HTTPMESH_METRICS_SNAPSHOT_INVALID`)
+ */
+export function validateSnapshot(input: unknown): MetricsSnapshot {
+  if (!isRecord(input)) throw new SnapshotError('', 'expected an object');
+  if (input['version'] !== 1) throw new SnapshotError('.version', 'unsupported version (expected 1)');
+  const service = input['service'];
+  if (typeof service !== 'string' || service.length === 0)
+    throw new SnapshotError('.service', 'expected a non-empty string');
+  const producer = input['producer'];
+  if (typeof producer !== 'string') throw new SnapshotError('.producer', 'expected a string');
+  const startTimeMs = input['startTimeMs'];
+  const endTimeMs = input['endTimeMs'];
+  if (typeof startTimeMs !== 'number' || !Number.isFinite(startTimeMs)) {
+    throw new SnapshotError('.startTimeMs', 'expected a finite number');
+  }
+  if (typeof endTimeMs !== 'number' || !Number.isFinite(endTimeMs) || endTimeMs < startTimeMs) {
+    throw new SnapshotError('.endTimeMs', 'expected a finite number not before startTimeMs');
+  }
+  const durationBounds = checkBoundsArray(input['durationBounds'], '.durationBounds').slice();
+  const bodySizeBounds = checkBoundsArray(input['bodySizeBounds'], '.bodySizeBounds').slice();
+  const rawSeries = input['series'];
+  if (!Array.isArray(rawSeries)) throw new SnapshotError('.series', 'expected an array');
+  const series: SnapshotSeries[] = [];
+  for (let i = 0; i < rawSeries.length; i++) {
+    const s: unknown = rawSeries[i];
+    const at = `.series[${i}]`;
+    if (!isRecord(s)) throw new SnapshotError(at, 'expected an object');
+    const direction = s['direction'];
+    if (direction !== 'inbound' && direction !== 'outbound') {
+      throw new SnapshotError(`${at}.direction`, 'expected "inbound" or "outbound"');
+    }
+    const overflow = s['overflow'];
+    if (typeof overflow !== 'boolean') throw new SnapshotError(`${at}.overflow`, 'expected a boolean');
+    const statusCode = s['statusCode'];
+    if (statusCode !== null && !(isCount(statusCode) && statusCode >= 100 && statusCode <= 599)) {
+      throw new SnapshotError(`${at}.statusCode`, 'expected an integer 100-599 or null');
+    }
+    const method = nullableString(s['method'], `${at}.method`);
+    const route = nullableString(s['route'], `${at}.route`);
+    const host = nullableString(s['host'], `${at}.host`);
+    if (!overflow && (method === null || route === null || host === null)) {
+      throw new SnapshotError(at, 'method, route and host are required unless overflow is true');
+    }
+    series.push({
+      direction: direction as Direction,
+      overflow,
+      method,
+      route,
+      host,
+      statusCode: statusCode as number | null,
+      errorType: nullableString(s['errorType'], `${at}.errorType`),
+      sourceService: nullableString(s['sourceService'], `${at}.sourceService`),
+      duration: checkHistogram(s['duration'], `${at}.duration`, durationBounds.length + 1),
+      requestBodySize: checkHistogram(
+        s['requestBodySize'],
+        `${at}.requestBodySize`,
+        bodySizeBounds.length + 1,
+      ),
+      responseBodySize: checkHistogram(
+        s['responseBodySize'],
+        `${at}.responseBodySize`,
+        bodySizeBounds.length + 1,
+      ),
+    });
+  }
+  return { version: 1, service, producer, startTimeMs, endTimeMs, durationBounds, bodySizeBounds, series };
+}
+
+function sameBounds(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function emptyHistogram(n: number): HistogramDelta {
+  return { count: 0, sum: 0, buckets: new Array<number>(n + 1).fill(0) };
+}
+
+function addInto(target: HistogramDelta, source: HistogramDelta): void {
+  target.count += source.count;
+  target.sum += source.sum;
+  for (let i = 0; i < source.buckets.length; i++) target.buckets[i]! += source.buckets[i]!;
+}
+
+const ALL_DIMENSIONS: readonly ViewDimension[] = [
+  'service',
+  'direction',
+  'host',
+  'route',
+  'method',
+  'statusCode',
+  'errorType',
+  'sourceService',
+];
+
+/**
+ * Merges delta snapshots from many sidecars (bucket by bucket) and answers grouped views with
+ * estimated percentiles. Memory is bounded by the distinct label sets the producers report.
+ */
+export class MeshAggregator {
+  readonly durationBounds: readonly number[];
+  readonly bodySizeBounds: readonly number[];
+  readonly #series = new Map<string, AggregateSeries>();
+  #snapshots = 0;
+
+  constructor(options: MeshAggregatorOptions = {}) {
+    const d = options.durationBounds ?? DURATION_BUCKETS_SECONDS;
+    const b = options.bodySizeBounds ?? BODY_SIZE_BUCKETS_BYTES;
+    try {
+      this.durationBounds = Object.freeze(checkBoundsArray(d, 'durationBounds').slice());
+      this.bodySizeBounds = Object.freeze(checkBoundsArray(b, 'bodySizeBounds').slice());
+    } catch (err) {
+      throw new MetricsOptionsError(err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  /** Number of snapshots merged so far. */
+  get snapshotCount(): number {
+    return this.#snapshots;
+  }
+
+  /**
+   * Validates and merges one snapshot. On any error nothing is merged.
+   * @throws SnapshotError, SnapshotBoundsError
+   */
+  ingest(input: unknown): void {
+    const snapshot = validateSnapshot(input);
+    if (!sameBounds(snapshot.durationBounds, this.durationBounds)) {
+      throw new SnapshotBoundsError(
+        `snapshot from ${snapshot.producer}: duration bounds differ from the aggregator's`,
+      );
+    }
+    if (!sameBounds(snapshot.bodySizeBounds, this.bodySizeBounds)) {
+      throw new SnapshotBoundsError(
+        `snapshot from ${snapshot.producer}: body-size bounds differ from the aggregator's`,
+      );
+    }
+    for (const s of snapshot.series) {
+      const key = JSON.stringify([
+        snapshot.service,
+        s.direction,
+        s.overflow,
+        s.host,
+        s.route,
+        s.method,
+        s.statusCode,
+        s.errorType,
+        s.sourceService,
+      ]);
+      const existing = this.#series.get(key);
+      if (existing === undefined) {
+        this.#series.set(key, { service: snapshot.service, series: s });
+        continue;
+      }
+      addInto(existing.series.duration, s.duration);
+      addInto(existing.series.requestBodySize, s.requestBodySize);
+      addInto(existing.series.responseBodySize, s.responseBodySize);
+    }
+    this.#snapshots++;
+  }
+
+  /** Groups all merged series by `dimensions`; rows sorted by request count, descending. */
+  view(dimensions: readonly ViewDimension[], filter?: ViewKey): ViewRow[] {
+    for (const d of dimensions) {
+      if (!ALL_DIMENSIONS.includes(d)) throw new MetricsOptionsError(`unknown view dimension "${String(d)}"`);
+    }
+    const rows = new Map<string, ViewRow>();
+    const nd = this.durationBounds.length;
+    const nb = this.bodySizeBounds.length;
+    for (const { service, series } of this.#series.values()) {
+      const full: Record<ViewDimension, string | number | null> = {
+        service,
+        direction: series.direction,
+        host: series.host,
+        route: series.route,
+        method: series.method,
+        statusCode: series.statusCode,
+        errorType: series.errorType,
+        sourceService: series.sourceService,
+      };
+      if (filter !== undefined) {
+        let keep = true;
+        for (const [k, v] of Object.entries(filter)) {
+          if (full[k as ViewDimension] !== v) keep = false;
+        }
+        if (!keep) continue;
+      }
+      const key: ViewKey = {};
+      for (const d of dimensions) key[d] = full[d];
+      const id = JSON.stringify(dimensions.map((d) => full[d]));
+      let row = rows.get(id);
+      if (row === undefined) {
+        row = {
+          key,
+          requests: 0,
+          errors: 0,
+          overflow: 0,
+          duration: { ...emptyHistogram(nd), p50: null, p95: null, p99: null },
+          requestBodySize: { ...emptyHistogram(nb), p50: null, p95: null, p99: null },
+          responseBodySize: { ...emptyHistogram(nb), p50: null, p95: null, p99: null },
+        };
+        rows.set(id, row);
+      }
+      const n = series.duration.count;
+      row.requests += n;
+      if (series.errorType !== null) row.errors += n;
+      if (series.overflow) row.overflow += n;
+      addInto(row.duration, series.duration);
+      addInto(row.requestBodySize, series.requestBodySize);
+      addInto(row.responseBodySize, series.responseBodySize);
+    }
+    const out: ViewRow[] = [];
+    for (const row of rows.values()) {
+      summarise(row.duration, this.durationBounds);
+      summarise(row.requestBodySize, this.bodySizeBounds);
+      summarise(row.responseBodySize, this.bodySizeBounds);
+      out.push(row);
+    }
+    out.sort((a, b) => b.requests - a.requests);
+    return out;
+  }
+
+  byService(): ViewRow[] {
+    return this.view(['service', 'direction']);
+  }
+
+  byHost(): ViewRow[] {
+    return this.view(['host', 'direction']);
+  }
+
+  /** The per-endpoint view: host + method + pattern. */
+  byPattern(): ViewRow[] {
+    return this.view(['host', 'method', 'route', 'direction']);
+  }
+}
+
+function summarise(h: HistogramSummary, bounds: readonly number[]): void {
+  h.p50 = estimateQuantile(bounds, h.buckets, 0.5);
+  h.p95 = estimateQuantile(bounds, h.buckets, 0.95);
+  h.p99 = estimateQuantile(bounds, h.buckets, 0.99);
+}
