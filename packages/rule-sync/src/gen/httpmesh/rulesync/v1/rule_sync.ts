@@ -376,6 +376,11 @@ export interface ControlMessage {
     | undefined;
 }
 
+export interface PersistedState {
+  types: DiscoveryResponse[];
+  savedAtUnixMs: number;
+}
+
 function createBaseInterceptRule(): InterceptRule {
   return { name: "", domain: "", action: 0, upstreamTlsVerify: undefined };
 }
@@ -2878,6 +2883,95 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         break;
       }
     }
+    return message;
+  },
+};
+
+function createBasePersistedState(): PersistedState {
+  return { types: [], savedAtUnixMs: 0 };
+}
+
+export const PersistedState: MessageFns<PersistedState> = {
+  encode(message: PersistedState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.types) {
+      DiscoveryResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.savedAtUnixMs !== 0) {
+      writer.uint32(16).int64(message.savedAtUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PersistedState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePersistedState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.types.push(DiscoveryResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.savedAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PersistedState {
+    return {
+      types: globalThis.Array.isArray(object?.types) ? object.types.map((e: any) => DiscoveryResponse.fromJSON(e)) : [],
+      savedAtUnixMs: isSet(object.savedAtUnixMs)
+        ? globalThis.Number(object.savedAtUnixMs)
+        : isSet(object.saved_at_unix_ms)
+        ? globalThis.Number(object.saved_at_unix_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: PersistedState): unknown {
+    const obj: any = {};
+    if (message.types?.length) {
+      obj.types = message.types.map((e) => DiscoveryResponse.toJSON(e));
+    }
+    if (message.savedAtUnixMs !== 0) {
+      obj.savedAtUnixMs = Math.round(message.savedAtUnixMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PersistedState>): PersistedState {
+    return PersistedState.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PersistedState>): PersistedState {
+    const message = createBasePersistedState();
+    message.types = object.types?.map((e) => DiscoveryResponse.fromPartial(e)) || [];
+    message.savedAtUnixMs = object.savedAtUnixMs ?? 0;
     return message;
   },
 };

@@ -1,0 +1,463 @@
+import { EventEmitter } from 'node:events';
+import { ChannelCredentials, createChannel, createClient } from 'nice-grpc';
+import type { ChannelOptions } from 'nice-grpc';
+import {
+  PersistedStateCorruptError,
+  ProtocolViolationError,
+  RuleSyncClosedError,
+  ValidationRejectedError,
+} from './errors.js';
+import { RuleSyncDefinition } from './gen/httpmesh/rulesync/v1/rule_sync.js';
+import type {
+  ControlMessage,
+  DiscoveryResponse,
+  ErrorDetail,
+  HeldVersions,
+  PersistedState,
+  Resource,
+  ResourceType,
+  SidecarMessage,
+} from './gen/httpmesh/rulesync/v1/rule_sync.js';
+import { consoleLogger } from './logger.js';
+import type { RuleSyncLogger } from './logger.js';
+import { readStateFile, writeStateFile } from './persistence.js';
+import { checkResource, resourceTypeName } from './resources.js';
+
+export const METRICS_SNAPSHOT_CONTENT_TYPE = 'application/vnd.httpmesh.metrics-snapshot+json';
+
+export interface RuleSyncClientTls {
+  /** CA that signed the control plane's certificate. */
+  ca: string | Buffer;
+  /** This sidecar's certificate; must carry its node id (URI SAN `spiffe://httpmesh/node/<id>` or CN). */
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+/** What the validate callback sees: the complete candidate set for one type after applying the delta. */
+export interface CandidateUpdate {
+  type: ResourceType;
+  systemVersion: string;
+  resources: readonly Resource[];
+  changed: readonly Resource[];
+  removed: readonly string[];
+}
+
+export interface AppliedUpdate {
+  type: ResourceType;
+  systemVersion: string;
+  resources: readonly Resource[];
+  source: 'push' | 'persisted';
+}
+
+export interface RuleSyncClientOptions {
+  /** Control-plane addresses (`host:port`), cycled on every reconnect. */
+  addresses: readonly string[];
+  node: { id: string; service: string; labels?: Readonly<Record<string, string>>; version?: string };
+  subscriptions: readonly ResourceType[];
+  tls?: RuleSyncClientTls;
+  /** Plaintext, for loopback development only. */
+  insecure?: boolean;
+  /** Throw to reject a push; the push is NACKed with the error message and nothing of it is applied. */
+  validate?: (update: CandidateUpdate) => void | Promise<void>;
+  /** File holding the last good configuration (written atomically with a checksum). */
+  persistPath?: string;
+  backoff?: { initialMs?: number; maxMs?: number; multiplier?: number; jitter?: number };
+  heartbeatIntervalMs?: number;
+  /** The stream is dropped when the server is silent (no echo) this long. Default 3 heartbeats. */
+  heartbeatTimeoutMs?: number;
+  logger?: RuleSyncLogger;
+  channelOptions?: ChannelOptions;
+}
+
+export interface ClientEvents {
+  applied: [AppliedUpdate];
+  nacked: [ResourceType, string, ErrorDetail];
+  connected: [string];
+  disconnected: [string, Error | undefined];
+  protocolError: [ErrorDetail];
+}
+
+interface TypeState {
+  systemVersion: string;
+  resources: Map<string, Resource>;
+}
+
+/** Push-based async iterable feeding the outbound half of the stream. */
+class Outbox implements AsyncIterable<SidecarMessage> {
+  private readonly buffered: SidecarMessage[] = [];
+  private wake: (() => void) | undefined;
+  private ended = false;
+
+  push(message: SidecarMessage): void {
+    if (this.ended) return;
+    this.buffered.push(message);
+    this.wake?.();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<SidecarMessage> {
+    while (true) {
+      const next = this.buffered.shift();
+      if (next !== undefined) {
+        yield next;
+        continue;
+      }
+      if (this.ended) return;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = undefined;
+    }
+  }
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Sidecar end of rule-sync: keeps the last good configuration per type, in memory and on disk. */
+export class RuleSyncClient extends EventEmitter<ClientEvents> {
+  private readonly options: RuleSyncClientOptions;
+  private readonly logger: RuleSyncLogger;
+  private readonly state = new Map<ResourceType, TypeState>();
+  private readonly lifetime = new AbortController();
+  private outbox: Outbox | undefined;
+  private connectedAddress: string | undefined;
+  private heartbeatSequence = 0;
+  private loop: Promise<void> | undefined;
+  private persistChain: Promise<void> = Promise.resolve();
+
+  constructor(options: RuleSyncClientOptions) {
+    super();
+    if (options.addresses.length === 0) throw new TypeError('RuleSyncClient needs at least one address');
+    if (options.tls === undefined && options.insecure !== true) {
+      throw new TypeError('RuleSyncClient needs `tls` or `insecure: true`');
+    }
+    this.options = options;
+    this.logger = options.logger ?? consoleLogger;
+  }
+
+  /** Loads the persisted configuration (if any) and starts connecting. Resolves once the file was read. */
+  async start(): Promise<void> {
+    if (this.loop) return;
+    await this.loadPersisted();
+    this.loop = this.run();
+  }
+
+  /** Stops reconnecting and ends the stream. */
+  async close(): Promise<void> {
+    this.lifetime.abort(new RuleSyncClosedError('client closed'));
+    this.outbox?.end();
+    await this.loop;
+    await this.persistChain;
+  }
+
+  get connected(): boolean {
+    return this.connectedAddress !== undefined;
+  }
+
+  /** Current (last good) resources of a type. */
+  resources(type: ResourceType): Resource[] {
+    return [...(this.state.get(type)?.resources.values() ?? [])];
+  }
+
+  /** Current (last good) system version of a type, or undefined if none was ever applied. */
+  version(type: ResourceType): string | undefined {
+    return this.state.get(type)?.systemVersion;
+  }
+
+  /**
+   * Uploads a metric snapshot on the stream. `payload` is the @httpmesh/metrics snapshot object
+   * (serialised as JSON) or raw bytes with their content type. Returns false when not connected.
+   */
+  sendMetricSnapshot(payload: Uint8Array | object, contentType = METRICS_SNAPSHOT_CONTENT_TYPE): boolean {
+    if (this.outbox === undefined || this.connectedAddress === undefined) return false;
+    const bytes = payload instanceof Uint8Array ? payload : new TextEncoder().encode(JSON.stringify(payload));
+    this.outbox.push({
+      kind: { $case: 'metricSnapshot', value: { contentType, payload: bytes, takenAtUnixMs: Date.now() } },
+    });
+    return true;
+  }
+
+  private async loadPersisted(): Promise<void> {
+    const path = this.options.persistPath;
+    if (path === undefined) return;
+    let persisted: PersistedState | undefined;
+    try {
+      persisted = await readStateFile(path);
+    } catch (err) {
+      const reason = err instanceof PersistedStateCorruptError ? `${err.code}: ${err.message}` : String(err);
+      this.logger.error(
+        `ignoring persisted configuration ${path} (${reason}); waiting for the control plane`,
+      );
+      return;
+    }
+    if (persisted === undefined) return;
+    const loaded = new Map<ResourceType, TypeState>();
+    for (const entry of persisted.types) {
+      if (!this.options.subscriptions.includes(entry.type)) continue;
+      const resources = new Map<string, Resource>();
+      for (const resource of entry.resources) {
+        const problem = checkResource(entry.type, resource);
+        if (problem !== undefined) {
+          this.logger.error(
+            `ignoring persisted configuration ${path} (HTTPMESH_RULESYNC_STATE_CORRUPT: ${problem}); waiting for the control plane`,
+          );
+          return;
+        }
+        resources.set(resource.name, resource);
+      }
+      loaded.set(entry.type, { systemVersion: entry.systemVersion, resources });
+    }
+    for (const [type, typeState] of loaded) {
+      this.state.set(type, typeState);
+      this.emit('applied', {
+        type,
+        systemVersion: typeState.systemVersion,
+        resources: [...typeState.resources.values()],
+        source: 'persisted',
+      });
+    }
+    this.logger.info(`loaded persisted configuration from ${path} (${loaded.size} resource types)`);
+  }
+
+  private async run(): Promise<void> {
+    const backoff = this.options.backoff ?? {};
+    const initialMs = backoff.initialMs ?? 250;
+    const maxMs = backoff.maxMs ?? 15_000;
+    const multiplier = backoff.multiplier ?? 2;
+    const jitter = backoff.jitter ?? 0.5;
+    let attempt = 0;
+    let index = 0;
+    const signal = this.lifetime.signal;
+    while (!signal.aborted) {
+      const address = this.options.addresses[index % this.options.addresses.length] ?? '';
+      index++;
+      const progressed = await this.session(address);
+      if (signal.aborted) break;
+      if (progressed) attempt = 0;
+      const base = Math.min(maxMs, initialMs * multiplier ** attempt);
+      attempt++;
+      // Jitter spreads reconnects of many sidecars after a control-plane restart.
+      await abortableDelay(base * (1 - jitter * Math.random()), signal);
+    }
+  }
+
+  /** One stream to one address. Returns true when the server answered at least once. */
+  private async session(address: string): Promise<boolean> {
+    const tls = this.options.tls;
+    const credentials = tls
+      ? ChannelCredentials.createSsl(Buffer.from(tls.ca), Buffer.from(tls.key), Buffer.from(tls.cert))
+      : ChannelCredentials.createInsecure();
+    const channel = createChannel(address, credentials, this.options.channelOptions);
+    const client = createClient(RuleSyncDefinition, channel);
+    const outbox = new Outbox();
+    const sessionAbort = new AbortController();
+    const onLifetimeAbort = (): void => sessionAbort.abort();
+    this.lifetime.signal.addEventListener('abort', onLifetimeAbort, { once: true });
+    const heartbeatMs = this.options.heartbeatIntervalMs ?? 10_000;
+    const heartbeatTimeoutMs = this.options.heartbeatTimeoutMs ?? heartbeatMs * 3;
+    let lastServerMessage = Date.now();
+    let progressed = false;
+    let failure: Error | undefined;
+    const heartbeat = setInterval(() => {
+      if (Date.now() - lastServerMessage > heartbeatTimeoutMs) {
+        failure = new Error(`control plane silent for ${heartbeatTimeoutMs} ms`);
+        sessionAbort.abort();
+        return;
+      }
+      outbox.push({
+        kind: { $case: 'heartbeat', value: { sequence: ++this.heartbeatSequence, sentAtUnixMs: Date.now() } },
+      });
+    }, heartbeatMs);
+    heartbeat.unref();
+    outbox.push({
+      kind: {
+        $case: 'hello',
+        value: {
+          node: {
+            id: this.options.node.id,
+            service: this.options.node.service,
+            labels: { ...(this.options.node.labels ?? {}) },
+            version: this.options.node.version ?? '',
+          },
+          subscriptions: [...this.options.subscriptions],
+          held: this.heldVersions(),
+        },
+      },
+    });
+    this.outbox = outbox;
+    try {
+      for await (const message of client.stream(outbox, { signal: sessionAbort.signal })) {
+        lastServerMessage = Date.now();
+        if (!progressed) {
+          progressed = true;
+          this.connectedAddress = address;
+          this.emit('connected', address);
+        }
+        await this.onMessage(message, outbox);
+      }
+    } catch (err) {
+      if (!this.lifetime.signal.aborted && failure === undefined) failure = err as Error;
+    } finally {
+      clearInterval(heartbeat);
+      this.lifetime.signal.removeEventListener('abort', onLifetimeAbort);
+      outbox.end();
+      if (this.outbox === outbox) this.outbox = undefined;
+      this.connectedAddress = undefined;
+      channel.close();
+    }
+    if (!this.lifetime.signal.aborted) {
+      this.logger.warn(`stream to ${address} ended${failure ? `: ${failure.message}` : ''}; reconnecting`);
+    }
+    this.emit('disconnected', address, failure);
+    return progressed;
+  }
+
+  private heldVersions(): HeldVersions[] {
+    const held: HeldVersions[] = [];
+    for (const [type, typeState] of this.state) {
+      held.push({
+        type,
+        systemVersion: typeState.systemVersion,
+        resources: [...typeState.resources.values()].map((r) => ({ name: r.name, version: r.version })),
+      });
+    }
+    return held;
+  }
+
+  private async onMessage(message: ControlMessage, outbox: Outbox): Promise<void> {
+    const kind = message.kind;
+    switch (kind?.$case) {
+      case 'response':
+        await this.onPush(kind.value, outbox);
+        return;
+      case 'heartbeat':
+        return;
+      case 'error': {
+        const detail = kind.value.detail ?? {
+          code: 'HTTPMESH_RULESYNC_PROTOCOL_VIOLATION',
+          message: '',
+          resourceNames: [],
+        };
+        this.logger.warn(`control plane reported ${detail.code}: ${detail.message}`);
+        this.emit('protocolError', detail);
+        return;
+      }
+      default: {
+        const error = new ProtocolViolationError('empty or unknown control message');
+        this.emit('protocolError', { code: error.code, message: error.message, resourceNames: [] });
+      }
+    }
+  }
+
+  /** Applies one push atomically: every resource of it, or (on any problem) none, then ACK or NACK. */
+  private async onPush(push: DiscoveryResponse, outbox: Outbox): Promise<void> {
+    const current = this.state.get(push.type);
+    const lastGood = current?.systemVersion ?? '';
+    const nack = (detail: ErrorDetail): void => {
+      this.logger.warn(
+        `NACK ${resourceTypeName(push.type)} ${push.systemVersion}: ${detail.code} ${detail.message}; keeping ${lastGood || 'nothing'}`,
+      );
+      outbox.push({
+        kind: {
+          $case: 'ack',
+          value: { type: push.type, version: lastGood, responseNonce: push.nonce, errorDetail: detail },
+        },
+      });
+      this.emit('nacked', push.type, push.systemVersion, detail);
+    };
+    if (!this.options.subscriptions.includes(push.type)) {
+      const error = new ProtocolViolationError(`push of unsubscribed type ${resourceTypeName(push.type)}`);
+      nack({ code: error.code, message: error.message, resourceNames: [] });
+      return;
+    }
+    const candidate = new Map(current?.resources ?? []);
+    for (const name of push.removed) candidate.delete(name);
+    for (const resource of push.resources) {
+      const problem = checkResource(push.type, resource);
+      if (problem !== undefined) {
+        nack({
+          code: 'HTTPMESH_RULESYNC_RESOURCE_INVALID',
+          message: problem,
+          resourceNames: [resource.name],
+        });
+        return;
+      }
+      candidate.set(resource.name, resource);
+    }
+    const resources = [...candidate.values()];
+    if (this.options.validate) {
+      try {
+        await this.options.validate({
+          type: push.type,
+          systemVersion: push.systemVersion,
+          resources,
+          changed: push.resources,
+          removed: push.removed,
+        });
+      } catch (err) {
+        const error = new ValidationRejectedError(err instanceof Error ? err.message : String(err));
+        nack({ code: error.code, message: error.message, resourceNames: push.resources.map((r) => r.name) });
+        return;
+      }
+    }
+    // Swap in the whole candidate at once; readers never see a partly applied push.
+    this.state.set(push.type, { systemVersion: push.systemVersion, resources: candidate });
+    await this.persist();
+    this.emit('applied', { type: push.type, systemVersion: push.systemVersion, resources, source: 'push' });
+    outbox.push({
+      kind: {
+        $case: 'ack',
+        value: {
+          type: push.type,
+          version: push.systemVersion,
+          responseNonce: push.nonce,
+          errorDetail: undefined,
+        },
+      },
+    });
+  }
+
+  private persist(): Promise<void> {
+    const path = this.options.persistPath;
+    if (path === undefined) return Promise.resolve();
+    const snapshot: PersistedState = {
+      types: [...this.state].map(([type, typeState]) => ({
+        type,
+        systemVersion: typeState.systemVersion,
+        nonce: '',
+        resources: [...typeState.resources.values()],
+        removed: [],
+      })),
+      savedAtUnixMs: Date.now(),
+    };
+    // Writes are chained so an older state never lands after a newer one.
+    this.persistChain = this.persistChain.then(() =>
+      writeStateFile(path, snapshot).catch((err: unknown) => {
+        this.logger.error(`could not persist configuration to ${path}: ${(err as Error).message}`);
+      }),
+    );
+    return this.persistChain;
+  }
+}
+
+/** Creates a rule-sync client; call `start()` to load persisted state and connect. */
+export function createRuleSyncClient(options: RuleSyncClientOptions): RuleSyncClient {
+  return new RuleSyncClient(options);
+}
