@@ -1,1 +1,58 @@
-export const placeholder = 1;
+export {
+  applyHeaderMutation,
+  CONTINUE,
+  ERROR_HEADER,
+  PluginClient,
+  PluginExchange,
+  validateReply,
+} from './client.js';
+export type {
+  BodyDelivery,
+  ContinueDecision,
+  Decision,
+  ExchangePolicy,
+  ExchangeTimings,
+  FailureMode,
+  HeaderMutation,
+  MutateDecision,
+  PluginClientOptions,
+  PluginInfo,
+  RequestHead,
+  RespondDecision,
+  ResponseHead,
+} from './client.js';
+export {
+  PluginBodyTooLargeError,
+  PluginConfigError,
+  PluginError,
+  PluginExchangeStateError,
+  PluginHandlerError,
+  PluginHandshakeError,
+  PluginReplyBodyTooLargeError,
+  PluginReplyInvalidHeaderError,
+  PluginReplyInvalidStatusError,
+  PluginReplyMalformedError,
+  PluginReplyWrongPhaseError,
+  PluginStartError,
+  PluginTimeoutError,
+  PluginUnavailableError,
+} from './errors.js';
+export { LATENCY_BUCKETS_MS, PluginMetrics } from './metrics.js';
+export type { HistogramSnapshot, PluginMetricsSnapshot } from './metrics.js';
+export { definePlugin } from './plugin.js';
+export type {
+  BodyContext,
+  BodyModeSpec,
+  CompleteContext,
+  DefinedPlugin,
+  HeaderInit,
+  PluginDefinition,
+  PluginReply,
+  RequestHeadersContext,
+  ResponseHeadersContext,
+  ServeOptions,
+  ServingPlugin,
+  TrailersContext,
+} from './plugin.js';
+export { isValidHeaderName, isValidHeaderValue, PHASE_NAMES, PROTOCOL_VERSION } from './protocol.js';
+export type { BodyModeName, HeaderList, PhaseName } from './protocol.js';
