@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type ChannelCredentials,
+  type ChannelOptions,
   type Client as GrpcClient,
   type ClientDuplexStream,
   credentials as grpcCredentials,
@@ -153,9 +154,10 @@ export function createPki(): Pki {
 export function rawStream(
   address: string,
   credentials: ChannelCredentials = credentialsInsecure(),
+  options: ChannelOptions = {},
 ): { call: ClientDuplexStream<SidecarMessage, ControlMessage>; client: GrpcClient } {
   const Ctor = makeGenericClientConstructor(ruleSyncGrpcDefinition, 'RuleSync');
-  const client = new Ctor(address, credentials);
+  const client = new Ctor(address, credentials, options);
   const call = client.makeBidiStreamRequest(
     '/httpmesh.rulesync.v1.RuleSync/Stream',
     (m: SidecarMessage) => Buffer.from(SidecarMessage.encode(m).finish()),
