@@ -2,6 +2,8 @@ export { CertificateAuthority } from './ca/index.js';
 export type {
   CaKeyAlgorithm,
   CaPem,
+  CaFileNames,
+  CaFiles,
   CaStats,
   CreateCaOptions,
   IssueIntermediateOptions,

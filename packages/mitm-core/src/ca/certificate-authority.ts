@@ -37,6 +37,15 @@ import {
   validateIpRange,
 } from './name-constraints.js';
 import type { NameConstraintSet } from './name-constraints.js';
+import {
+  CERT_FILE_MODE,
+  KEY_FILE_MODE,
+  caFilesIn,
+  ensureDirectory,
+  readTextFile,
+  writeFileWithMode,
+} from './files.js';
+import type { CaFileNames, CaFiles } from './files.js';
 import { derToPem, ensureTrailingNewline, splitCertificates } from './pem.js';
 import { SecureContextCache } from './secure-context-cache.js';
 import type { MintedContext } from './secure-context-cache.js';
@@ -255,11 +264,14 @@ interface CaState {
 export class CertificateAuthority {
   readonly #state: CaState;
   readonly #cache: SecureContextCache;
+  /** What follows a leaf in the chain a server sends: this CA unless it is a root, then its issuers. */
+  readonly #leafChainSuffix: string;
   #leafKey: Promise<LeafKey> | null = null;
   #leavesIssued = 0;
 
   private constructor(state: CaState) {
     this.#state = state;
+    this.#leafChainSuffix = (isSelfSigned(state.cert) ? '' : state.certPem) + state.chainPems.join('');
     this.#cache = new SecureContextCache(
       state.policy.cacheSize,
       (servername) => this.#mintContext(servername),
@@ -402,6 +414,29 @@ export class CertificateAuthority {
       pathLength: basic.pathLength,
       policy,
     });
+  }
+
+  /**
+   * Loads a CA saved by `saveToDir` (or any directory holding a certificate and key PEM file).
+   * File problems reject with CaFileError (HTTPMESH_CA_FILE); content problems as `load` does.
+   */
+  static async loadFromDir(dir: string, options?: LeafPolicy & CaFileNames): Promise<CertificateAuthority> {
+    const files = caFilesIn(dir, options);
+    const [certPem, keyPem] = await Promise.all([readTextFile(files.certPath), readTextFile(files.keyPath)]);
+    return CertificateAuthority.load(certPem, keyPem, options);
+  }
+
+  /**
+   * Writes the certificate (with chain) with mode 0644 and the private key with mode 0600, each atomically,
+   * into `dir` (created with mode 0700 if missing). Resolves to the two paths.
+   */
+  async saveToDir(dir: string, names?: CaFileNames): Promise<CaFiles> {
+    const files = caFilesIn(dir, names);
+    const pem = await this.toPem();
+    await ensureDirectory(dir);
+    await writeFileWithMode(files.keyPath, pem.keyPem, KEY_FILE_MODE);
+    await writeFileWithMode(files.certPath, pem.certPem, CERT_FILE_MODE);
+    return files;
   }
 
   /** This CA's certificate alone (what clients trust, for a root CA). */
@@ -619,13 +654,20 @@ export class CertificateAuthority {
     const notBefore = new Date(now - HOUR_MS);
     const notAfter = new Date(Math.min(now + state.policy.leafValidityMs, state.cert.notAfter.getTime()));
     const san: JsonGeneralName[] = names.map((name) => ({ type: name.kind, value: name.value }));
-    const first = names[0]?.value ?? '';
+    // CN is the first DNS name (X.520 caps it at 64 characters; the SAN carries the real names anyway). Never an
+    // IP: verifiers such as OpenSSL check a CN against dNSName constraints, which an address always violates.
+    let commonName = '';
+    for (const name of names) {
+      if (name.kind === 'dns' && name.value.length <= 64) {
+        commonName = name.value;
+        break;
+      }
+    }
     const serialNumber = randomSerial();
     const cert = await X509CertificateGenerator.create(
       {
         serialNumber,
-        // CN is capped at 64 characters by X.520; the SAN carries the real names anyway.
-        subject: first.length <= 64 ? [{ CN: [first] }] : [{ O: ['httpmesh'] }],
+        subject: commonName === '' ? [{ O: ['httpmesh'] }] : [{ CN: [commonName] }],
         issuer: state.cert.subjectName,
         notBefore,
         notAfter,
@@ -640,7 +682,7 @@ export class CertificateAuthority {
     const certPem = ensureTrailingNewline(cert.toString('pem'));
     return {
       certPem,
-      chainPem: certPem + state.chainPems.join(''),
+      chainPem: certPem + this.#leafChainSuffix,
       keyPem: leafKey.keyPem,
       notBefore,
       notAfter,

@@ -22,6 +22,7 @@ export {
   CaNotAuthorityError,
   CaOptionsInvalidError,
 } from './errors.js';
+export type { CaFileNames, CaFiles } from './files.js';
 export { normalizeHostname } from './hostname.js';
 export type { NormalizedName } from './hostname.js';
 export type { WebCryptoProvider } from './crypto-provider.js';
