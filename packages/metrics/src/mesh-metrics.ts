@@ -313,13 +313,12 @@ export class MeshMetrics {
     return this.#slowSeries(info, key, direction, methodIndex, status, source, errorType);
   }
 
-  #resolve(method: string, rawHost: string, rawPath: string): RouteInfo {
+  #resolve(method: string, rawHost: string, path: string): RouteInfo {
     const table = this.#table;
-    const q = rawPath.indexOf('?');
-    const path = q === -1 ? rawPath : rawPath.slice(0, q);
-    const host = normaliseHost(rawHost);
-    const match = table.matcher.match(path, method, host);
+    // The matcher ignores query strings and host ports/case itself, so the hit path allocates nothing here.
+    const match = table.matcher.match(path, method, rawHost);
     if (match !== null && match.data !== undefined) return match.data;
+    const host = normaliseHost(rawHost);
     const exact = table.exactHosts.get(host);
     if (exact !== undefined) return exact;
     const wildcards = table.wildcardHosts;
@@ -645,7 +644,7 @@ export class MeshMetrics {
   }
 }
 
-/** Lower-cases and strips a `:port` suffix (also from `[v6]:port`). Allocates only when it must. */
+/** Lower-cases and strips a `:port` suffix (also from `[v6]:port`) and a trailing dot. Allocates only when it must. */
 function normaliseHost(host: string): string {
   let end = host.length;
   if (host.charCodeAt(0) === 91 /* [ */) {
@@ -655,6 +654,7 @@ function normaliseHost(host: string): string {
     const colon = host.lastIndexOf(':');
     if (colon !== -1) end = colon;
   }
+  if (end > 0 && host.charCodeAt(end - 1) === 46 /* . */) end--;
   const h = end === host.length ? host : host.slice(0, end);
   for (let i = 0; i < h.length; i++) {
     const c = h.charCodeAt(i);

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { MeshMetrics, RouteSetError, validateRouteSets } from '../src/index.js';
+import { MeshMetrics, RoutePatternError, RouteSetError, validateRouteSets } from '../src/index.js';
 
 function rejection(input: unknown): RouteSetError {
   try {
@@ -90,5 +90,45 @@ describe('validateRouteSets', () => {
 
   test('MeshMetrics validates its initial routes the same way', () => {
     expect(() => new MeshMetrics({ routeSets: [{ host: 'a.com' }] })).toThrow(RouteSetError);
+  });
+
+  test('patterns the url-matcher rejects surface as RoutePatternError with the matcher code', () => {
+    const metrics = new MeshMetrics({ routeSets: [{ host: 'a.com', routes: [{ pattern: '/ok/:id' }] }] });
+    const cases: [unknown, string][] = [
+      [[{ host: 'a.com', routes: [{ pattern: '/orders/:' }] }], 'HTTPMESH_PATTERN_INVALID'],
+      [[{ host: 'a.com', routes: [{ pattern: '/orders/(x' }] }], 'HTTPMESH_PATTERN_INVALID'],
+      [
+        [{ host: 'a.com', routes: [{ pattern: '/o/:id' }, { pattern: '/o/:other' }] }],
+        'HTTPMESH_PATTERN_CONFLICT',
+      ],
+    ];
+    for (const [routeSets, matcherCode] of cases) {
+      let caught: unknown;
+      try {
+        metrics.setRoutes(routeSets);
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(RoutePatternError);
+      expect((caught as RoutePatternError).code).toBe('HTTPMESH_METRICS_ROUTE_PATTERN_INVALID');
+      expect((caught as RoutePatternError).matcherCode).toBe(matcherCode);
+    }
+    // The previous table is still in place.
+    metrics.record({
+      direction: 'inbound',
+      method: 'GET',
+      host: 'a.com',
+      path: '/ok/1',
+      statusCode: 200,
+      durationMs: 1,
+    });
+    expect(metrics.snapshot().series[0]?.route).toBe('/ok/:id');
+    // The same pattern on different hosts is not a conflict.
+    expect(() =>
+      metrics.setRoutes([
+        { host: 'a.com', routes: [{ pattern: '/o/:id' }] },
+        { host: 'b.com', routes: [{ pattern: '/o/:id' }] },
+      ]),
+    ).not.toThrow();
   });
 });
