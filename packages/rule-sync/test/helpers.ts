@@ -163,6 +163,8 @@ export function rawStream(
     (m: SidecarMessage) => Buffer.from(SidecarMessage.encode(m).finish()),
     (b: Buffer) => ControlMessage.decode(b),
   ) as ClientDuplexStream<SidecarMessage, ControlMessage>;
+  // Tests assert on errors explicitly (streamError); a cancel at cleanup must not be an uncaught error.
+  call.on('error', () => undefined);
   return { call, client };
 }
 
