@@ -1,0 +1,151 @@
+/**
+ * Proxy-engine failures. Callers match on `code` (stable strings, documented in the README);
+ * the same code travels to clients in the `x-httpmesh-error` response header.
+ */
+export class MitmProxyError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MitmProxyError';
+    this.code = code;
+  }
+}
+
+export class UpstreamCertificateError extends MitmProxyError {
+  constructor(host: string, reason: string, options?: { cause?: unknown }) {
+    super('HTTPMESH_UPSTREAM_CERT_INVALID', `upstream TLS verification failed for ${host}: ${reason}`, options);
+    this.name = 'UpstreamCertificateError';
+  }
+}
+
+export class UpstreamUnreachableError extends MitmProxyError {
+  constructor(host: string, reason: string, options?: { cause?: unknown }) {
+    super('HTTPMESH_UPSTREAM_UNREACHABLE', `upstream ${host} unreachable: ${reason}`, options);
+    this.name = 'UpstreamUnreachableError';
+  }
+}
+
+export class UpstreamTimeoutError extends MitmProxyError {
+  constructor(host: string, reason: string, options?: { cause?: unknown }) {
+    super('HTTPMESH_UPSTREAM_TIMEOUT', `upstream ${host} timed out: ${reason}`, options);
+    this.name = 'UpstreamTimeoutError';
+  }
+}
+
+export class UpstreamResetError extends MitmProxyError {
+  constructor(host: string, reason: string, options?: { cause?: unknown }) {
+    super('HTTPMESH_UPSTREAM_RESET', `upstream ${host} failed mid-exchange: ${reason}`, options);
+    this.name = 'UpstreamResetError';
+  }
+}
+
+export class ClientAbortedError extends MitmProxyError {
+  constructor(options?: { cause?: unknown }) {
+    super('HTTPMESH_CLIENT_ABORTED', 'client went away before the exchange completed', options);
+    this.name = 'ClientAbortedError';
+  }
+}
+
+export class BadRequestError extends MitmProxyError {
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super('HTTPMESH_BAD_REQUEST', reason, options);
+    this.name = 'BadRequestError';
+  }
+}
+
+export class ClientHelloInvalidError extends MitmProxyError {
+  constructor(reason: string) {
+    super('HTTPMESH_CLIENTHELLO_INVALID', `invalid TLS ClientHello: ${reason}`);
+    this.name = 'ClientHelloInvalidError';
+  }
+}
+
+export class ClientHandshakeError extends MitmProxyError {
+  constructor(host: string, reason: string, options?: { cause?: unknown }) {
+    super('HTTPMESH_CLIENT_HANDSHAKE_FAILED', `client TLS handshake for ${host} failed: ${reason}`, options);
+    this.name = 'ClientHandshakeError';
+  }
+}
+
+export class FilterError extends MitmProxyError {
+  constructor(hook: string, options?: { cause?: unknown }) {
+    super('HTTPMESH_FILTER_FAILED', `exchange filter ${hook} threw`, options);
+    this.name = 'FilterError';
+  }
+}
+
+export class ProxyClosedError extends MitmProxyError {
+  constructor() {
+    super('HTTPMESH_PROXY_CLOSED', 'proxy is closing');
+    this.name = 'ProxyClosedError';
+  }
+}
+
+const CERT_ERROR_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'INVALID_CA',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_TLS_CERT_ALTNAME_FORMAT',
+]);
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+]);
+
+function codeOf(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** Maps an upstream failure (node net/tls or undici error) to one of our classes. */
+export function classifyUpstreamError(error: unknown, host: string, headersSent: boolean): MitmProxyError {
+  if (error instanceof MitmProxyError) return error;
+  const code = codeOf(error) ?? '';
+  const message = error instanceof Error ? error.message : String(error);
+  if (CERT_ERROR_CODES.has(code)) return new UpstreamCertificateError(host, `${code}: ${message}`, { cause: error });
+  if (headersSent) return new UpstreamResetError(host, `${code || 'error'}: ${message}`, { cause: error });
+  if (UNREACHABLE_CODES.has(code) || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return code === 'UND_ERR_CONNECT_TIMEOUT'
+      ? new UpstreamTimeoutError(host, message, { cause: error })
+      : new UpstreamUnreachableError(host, `${code}: ${message}`, { cause: error });
+  }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    return new UpstreamTimeoutError(host, message, { cause: error });
+  }
+  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS')) {
+    return new UpstreamCertificateError(host, `${code}: ${message}`, { cause: error });
+  }
+  return new UpstreamResetError(host, `${code || 'error'}: ${message}`, { cause: error });
+}
+
+/** HTTP status a client sees for an error produced before any response byte was sent. */
+export function statusForError(error: MitmProxyError): number {
+  switch (error.code) {
+    case 'HTTPMESH_UPSTREAM_TIMEOUT':
+      return 504;
+    case 'HTTPMESH_BAD_REQUEST':
+      return 400;
+    case 'HTTPMESH_FILTER_FAILED':
+      return 500;
+    case 'HTTPMESH_PROXY_CLOSED':
+      return 503;
+    default:
+      return 502;
+  }
+}

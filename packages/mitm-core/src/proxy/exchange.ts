@@ -1,0 +1,126 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/** Where an exchange is forwarded. Filters may replace it in `onRequestHead` (routing, traffic split). */
+export interface UpstreamTarget {
+  protocol: 'http:' | 'https:';
+  /** Host name used for TLS verification (SNI) and the pool key. */
+  host: string;
+  port: number;
+  /** Connect to this address instead of resolving `host` (transparent mode: the original destination IP). */
+  address?: string | undefined;
+}
+
+/** A response produced by a filter instead of forwarding (access control, rate limit, fault injection). */
+export interface ImmediateResponse {
+  status: number;
+  headers?: OutgoingHttpHeaders;
+  body?: string | Uint8Array;
+}
+
+/** Timings in milliseconds from `performance.now()`; undefined when the phase never happened. */
+export interface ExchangeTimings {
+  start: number;
+  /** Upstream connection acquired (fresh or from the pool) and the request is being written. */
+  upstreamConnect: number | undefined;
+  /** Upstream response head received. */
+  firstByte: number | undefined;
+  end: number | undefined;
+}
+
+export interface ExchangeSummary {
+  readonly timings: Readonly<ExchangeTimings>;
+  /** Request body bytes received from the client (counted only when filters are installed). */
+  readonly requestBodyBytes: number;
+  /** Response body bytes sent to the client. */
+  readonly responseBodyBytes: number;
+  /** Status the client received (0 when none was sent). */
+  readonly status: number;
+  /** Stable error code (see README) when the exchange failed, e.g. `HTTPMESH_UPSTREAM_UNREACHABLE`. */
+  readonly errorCode: string | undefined;
+  readonly error: Error | undefined;
+}
+
+export type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * One hook object per concern (metrics, timeouts, access control, plugins...). Every hook is optional;
+ * a hook that returns a non-promise keeps the exchange on the synchronous fast path.
+ */
+export interface ExchangeFilter {
+  readonly name?: string;
+  /** Before forwarding. Mutate `exchange.requestHeaders`/`exchange.upstream`, or return a response. */
+  onRequestHead?(exchange: Exchange): MaybePromise<ImmediateResponse | undefined>;
+  /** Upstream head received, before it is sent to the client. Mutate status/headers here. */
+  onResponseHead?(exchange: Exchange): MaybePromise<void>;
+  /** Exactly once per exchange, success or failure. Must not throw (errors are reported, not raised). */
+  onComplete?(exchange: Exchange, summary: ExchangeSummary): void;
+}
+
+/** The request/response pair as filters see it. Header names are lower-case. */
+export interface Exchange {
+  readonly id: number;
+  /** Protocol spoken with the client. */
+  readonly clientProtocol: 'http/1.1' | 'h2';
+  /** True when the client connection was TLS terminated by the proxy. */
+  readonly clientTls: boolean;
+  readonly clientAddress: string | undefined;
+  method: string;
+  /** Origin-form request target (path and query). */
+  path: string;
+  /** Value of Host / :authority as the client sent it. */
+  readonly authority: string;
+  upstream: UpstreamTarget;
+  /** End-to-end request headers (hop-by-hop already removed). */
+  requestHeaders: IncomingHttpHeaders;
+  /** Set when the upstream head arrived. */
+  status: number;
+  responseHeaders: IncomingHttpHeaders | undefined;
+  readonly timings: ExchangeTimings;
+  /** Per-exchange scratch space for filters (keyed by symbol or filter name). */
+  readonly locals: Map<string | symbol, unknown>;
+}
+
+type RequestHeadOutcome = ImmediateResponse | undefined;
+
+function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | undefined)?.then === 'function';
+}
+
+/**
+ * Runs `onRequestHead` hooks in order. Returns synchronously unless some hook returned a promise,
+ * so a chain of synchronous filters costs no microtask hops.
+ */
+export function runRequestHead(
+  filters: readonly ExchangeFilter[],
+  exchange: Exchange,
+  from = 0,
+): MaybePromise<RequestHeadOutcome> {
+  for (let i = from; i < filters.length; i++) {
+    const hook = (filters[i] as ExchangeFilter).onRequestHead;
+    if (hook === undefined) continue;
+    const outcome = hook.call(filters[i], exchange);
+    if (isPromise(outcome)) {
+      return outcome.then((resolved) =>
+        resolved !== undefined ? resolved : runRequestHead(filters, exchange, i + 1),
+      );
+    }
+    if (outcome !== undefined) return outcome;
+  }
+  return undefined;
+}
+
+export function runResponseHead(
+  filters: readonly ExchangeFilter[],
+  exchange: Exchange,
+  from = 0,
+): MaybePromise<void> {
+  for (let i = from; i < filters.length; i++) {
+    const hook = (filters[i] as ExchangeFilter).onResponseHead;
+    if (hook === undefined) continue;
+    const outcome = hook.call(filters[i], exchange);
+    if (isPromise(outcome)) return outcome.then(() => runResponseHead(filters, exchange, i + 1));
+  }
+  return undefined;
+}
+
+export { isPromise };

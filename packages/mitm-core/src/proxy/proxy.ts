@@ -1,0 +1,876 @@
+import { once } from 'node:events';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import tls, { type SecureContext, type TLSSocket } from 'node:tls';
+import type { Duplex, Readable } from 'node:stream';
+import { Agent, buildConnector, type Dispatcher } from 'undici';
+import { DEFAULT_MAX_CLIENT_HELLO_BYTES, type ClientHelloInfo, peekClientHello } from './clienthello.js';
+import {
+  BadRequestError,
+  ClientAbortedError,
+  ClientHandshakeError,
+  ClientHelloInvalidError,
+  classifyUpstreamError,
+  FilterError,
+  type MitmProxyError,
+  statusForError,
+} from './errors.js';
+import {
+  type Exchange,
+  type ExchangeFilter,
+  type ExchangeSummary,
+  type ExchangeTimings,
+  type ImmediateResponse,
+  isPromise,
+  runRequestHead,
+  runResponseHead,
+  type UpstreamTarget,
+} from './exchange.js';
+import { endToEndRequestHeaders, endToEndResponseHeaders, serializeUpgradeHead } from './headers.js';
+import { PinnedHostMemory } from './pinning.js';
+
+/** What the proxy needs from a certificate authority (satisfied by `CertificateAuthority`). */
+export interface SecureContextSource {
+  secureContextFor(servername: string): SecureContext | Promise<SecureContext>;
+}
+
+/** Destination a transparently redirected connection was originally addressed to. */
+export interface OriginalDestination {
+  host: string;
+  port: number;
+}
+
+export interface PinningOptions {
+  /** Remember hosts whose clients reject our certificate and pass them through (default true). */
+  enabled?: boolean;
+  /** How long a host stays in passthrough (default 1 hour). */
+  ttlMs?: number;
+  /** Bound on remembered hosts (default 10,000). */
+  maxHosts?: number;
+}
+
+export interface MitmProxyOptions {
+  ca: SecureContextSource;
+  /** Decides per host (SNI, CONNECT host or Host header) whether to terminate TLS. Default: always. */
+  intercept?: (host: string) => boolean;
+  /** PEM roots trusted for upstream TLS in addition to Node's bundled roots. */
+  upstreamCa?: readonly string[];
+  /** Hosts whose upstream certificate is NOT verified (explicit opt-out; use sparingly). */
+  insecureUpstreamHosts?: readonly string[];
+  filters?: readonly ExchangeFilter[];
+  pinning?: PinningOptions;
+  /** Offer h2 to TLS clients via ALPN (default true). */
+  http2?: boolean;
+  /** Negotiate h2 with upstreams that accept it (default false). */
+  upstreamHttp2?: boolean;
+  /** Time allowed for the first bytes / ClientHello and the TLS handshake (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** Time allowed for a complete request head (default 30 s); the client gets 408. */
+  headersTimeoutMs?: number;
+  /** Idle keep-alive time for client connections (default 5 s). */
+  keepAliveTimeoutMs?: number;
+  /** Maximum request head size in bytes (default 16 KiB); larger gets 431. */
+  maxHeaderSize?: number;
+  /** Upstream: connections per origin (default 128), idle keep-alive (default 4 s), timeouts. */
+  upstreamConnections?: number;
+  upstreamKeepAliveTimeoutMs?: number;
+  upstreamConnectTimeoutMs?: number;
+  upstreamHeadersTimeoutMs?: number;
+  upstreamBodyTimeoutMs?: number;
+  /** Called for connection-level failures that have no exchange to report them on. */
+  onError?: (error: MitmProxyError) => void;
+}
+
+export interface MitmProxyStats {
+  /** Client sockets currently open (explicit and transparent). */
+  readonly openClientSockets: number;
+  readonly pinnedHosts: number;
+  readonly exchanges: number;
+}
+
+export interface MitmProxy {
+  /** Starts explicit-proxy mode (absolute-URI requests and CONNECT). Host defaults to 127.0.0.1. */
+  listen(port?: number, host?: string): Promise<AddressInfo>;
+  /** Transparent mode: handle a socket redirected to us, addressed originally to `originalDestination`. */
+  handleConnection(socket: Socket, originalDestination?: OriginalDestination): void;
+  /** Replaces the filter chain; exchanges already running keep the chain they started with. */
+  setFilters(filters: readonly ExchangeFilter[]): void;
+  readonly stats: MitmProxyStats;
+  close(): Promise<void>;
+}
+
+interface TunnelTarget {
+  /** Host name from CONNECT / SNI / Host, or the original destination IP. */
+  host: string;
+  port: number;
+  /** Address to dial in transparent mode (original destination IP). */
+  address: string | undefined;
+}
+
+/** Attached to client sockets so request handlers know where the connection was going. */
+const kTarget = Symbol('httpmesh.target');
+interface TargetCarrier {
+  [kTarget]?: TunnelTarget & { tls: boolean };
+}
+
+type ClientRequest = IncomingMessage | Http2ServerRequest;
+type ClientResponse = ServerResponse | Http2ServerResponse;
+
+const CONNECT_ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+const ERROR_HEADER = 'x-httpmesh-error';
+
+let nextExchangeId = 1;
+
+class ExchangeState implements Exchange {
+  readonly id = nextExchangeId++;
+  readonly clientProtocol: 'http/1.1' | 'h2';
+  readonly clientTls: boolean;
+  readonly clientAddress: string | undefined;
+  method: string;
+  path: string;
+  readonly authority: string;
+  upstream: UpstreamTarget;
+  requestHeaders: IncomingHttpHeaders;
+  status = 0;
+  responseHeaders: IncomingHttpHeaders | undefined = undefined;
+  readonly timings: ExchangeTimings;
+  #locals: Map<string | symbol, unknown> | undefined;
+  requestBodyBytes = 0;
+  responseBodyBytes = 0;
+
+  constructor(
+    clientProtocol: 'http/1.1' | 'h2',
+    clientTls: boolean,
+    clientAddress: string | undefined,
+    method: string,
+    path: string,
+    authority: string,
+    upstream: UpstreamTarget,
+    requestHeaders: IncomingHttpHeaders,
+    start: number,
+  ) {
+    this.clientProtocol = clientProtocol;
+    this.clientTls = clientTls;
+    this.clientAddress = clientAddress;
+    this.method = method;
+    this.path = path;
+    this.authority = authority;
+    this.upstream = upstream;
+    this.requestHeaders = requestHeaders;
+    this.timings = { start, upstreamConnect: undefined, firstByte: undefined, end: undefined };
+  }
+
+  get locals(): Map<string | symbol, unknown> {
+    this.#locals ??= new Map();
+    return this.#locals;
+  }
+}
+
+function hostOnly(authority: string): { host: string; port: number | undefined } | undefined {
+  if (authority === '') return undefined;
+  if (authority.charCodeAt(0) === 91 /* '[' */) {
+    const close = authority.indexOf(']');
+    if (close < 0) return undefined;
+    const host = authority.slice(1, close);
+    const rest = authority.slice(close + 1);
+    if (rest === '') return { host, port: undefined };
+    if (rest.charCodeAt(0) !== 58) return undefined;
+    const port = Number(rest.slice(1));
+    return Number.isInteger(port) && port > 0 && port < 65536 ? { host, port } : undefined;
+  }
+  const colon = authority.lastIndexOf(':');
+  if (colon < 0) return { host: authority.toLowerCase(), port: undefined };
+  const port = Number(authority.slice(colon + 1));
+  if (!Number.isInteger(port) || port <= 0 || port >= 65536) return undefined;
+  return { host: authority.slice(0, colon).toLowerCase(), port };
+}
+
+function plainResponse(status: number, code: string, message: string): string {
+  const body = `${message}\n`;
+  return (
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n` +
+    `content-type: text/plain; charset=utf-8\r\n${ERROR_HEADER}: ${code}\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+  );
+}
+
+/** Creates the TLS-intercepting proxy engine. See README for the filter-chain design. */
+export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
+  const ca = options.ca;
+  const intercept = options.intercept ?? (() => true);
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
+  const headersTimeoutMs = options.headersTimeoutMs ?? 30_000;
+  const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
+  const pinningEnabled = options.pinning?.enabled ?? true;
+  const pinned = new PinnedHostMemory(options.pinning?.maxHosts ?? 10_000, options.pinning?.ttlMs ?? 3_600_000);
+  const insecureHosts = new Set((options.insecureUpstreamHosts ?? []).map((h) => h.toLowerCase()));
+  const reportError = options.onError ?? (() => {});
+  const http2Enabled = options.http2 ?? true;
+  let filters: readonly ExchangeFilter[] = options.filters ?? [];
+  let exchanges = 0;
+  let closing = false;
+  const clientSockets = new Set<Duplex>();
+
+  // Upstream pools. Transparent mode dials the original destination IP while verifying the name.
+  const upstreamRoots = [...tls.rootCertificates, ...(options.upstreamCa ?? [])];
+  const addressOverrides = new Map<string, string>();
+  const makeAgent = (rejectUnauthorized: boolean): Agent => {
+    const connector = buildConnector({
+      ca: upstreamRoots,
+      rejectUnauthorized,
+      timeout: options.upstreamConnectTimeoutMs ?? 10_000,
+      // Upstream sockets are latency sensitive; undici enables keep-alive probes itself.
+      ...(options.upstreamHttp2 === true ? { allowH2: true } : {}),
+    });
+    return new Agent({
+      connect: (connectOptions, callback) => {
+        const override = addressOverrides.get(`${connectOptions.hostname}:${connectOptions.port}`);
+        if (override === undefined) return connector(connectOptions, callback);
+        return connector(
+          { ...connectOptions, hostname: override, servername: connectOptions.hostname },
+          callback,
+        );
+      },
+      connections: options.upstreamConnections ?? 128,
+      keepAliveTimeout: options.upstreamKeepAliveTimeoutMs ?? 4_000,
+      headersTimeout: options.upstreamHeadersTimeoutMs ?? 60_000,
+      bodyTimeout: options.upstreamBodyTimeoutMs ?? 120_000,
+      allowH2: options.upstreamHttp2 === true,
+    });
+  };
+  const verifiedAgent = makeAgent(true);
+  let insecureAgent: Agent | undefined;
+  const agentFor = (host: string): Dispatcher => {
+    if (insecureHosts.size > 0 && insecureHosts.has(host)) {
+      insecureAgent ??= makeAgent(false);
+      return insecureAgent;
+    }
+    return verifiedAgent;
+  };
+
+  const trackSocket = (socket: Duplex): void => {
+    if (clientSockets.has(socket)) return;
+    clientSockets.add(socket);
+    socket.once('close', () => clientSockets.delete(socket));
+  };
+
+  // ---- client-facing servers -------------------------------------------------------------
+
+  const onClientError = (error: Error & { code?: string }, socket: Duplex): void => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    let status = 400;
+    let code = 'HTTPMESH_BAD_REQUEST';
+    let message = `malformed request: ${error.code ?? error.message}`;
+    if (error.code === 'HPE_HEADER_OVERFLOW') {
+      status = 431;
+      code = 'HTTPMESH_HEADERS_TOO_LARGE';
+      message = `request head exceeds ${maxHeaderSize} bytes`;
+    } else if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      status = 408;
+      code = 'HTTPMESH_HEADERS_TIMEOUT';
+      message = `request head not received within ${headersTimeoutMs} ms`;
+    }
+    socket.end(plainResponse(status, code, message));
+  };
+
+  const serverTimeouts = {
+    maxHeaderSize,
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headersTimeoutMs / 4))),
+  };
+  const plainServer = http.createServer({ ...serverTimeouts, requireHostHeader: false });
+  plainServer.on('request', (req, res) => handleRequest(req, res));
+  plainServer.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    handleConnect(req, socket as Socket, head),
+  );
+  plainServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    handleUpgrade(req, socket, head),
+  );
+  plainServer.on('clientError', onClientError);
+  plainServer.on('connection', trackSocket);
+
+  const tlsServer = http2.createSecureServer({
+    allowHTTP1: true,
+    ...serverTimeouts,
+    handshakeTimeout: handshakeTimeoutMs,
+    ALPNProtocols: http2Enabled ? ['h2', 'http/1.1'] : ['http/1.1'],
+    SNICallback: (servername, callback) => {
+      try {
+        const context = ca.secureContextFor(servername);
+        if (isPromise(context)) context.then((resolved) => callback(null, resolved), callback);
+        else callback(null, context);
+      } catch (error) {
+        callback(error as Error, undefined);
+      }
+    },
+    // Secure contexts are chosen per connection from the CA; this server never listens itself.
+    settings: { maxConcurrentStreams: 256 },
+  });
+  Object.assign(tlsServer, {
+    headersTimeout: serverTimeouts.headersTimeout,
+    keepAliveTimeout: serverTimeouts.keepAliveTimeout,
+    requestTimeout: 0,
+    connectionsCheckingInterval: serverTimeouts.connectionsCheckingInterval,
+    maxHeaderSize,
+  });
+  tlsServer.on('request', (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | ServerResponse) =>
+    handleRequest(req, res),
+  );
+  tlsServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(req, socket, head));
+  tlsServer.on('clientError', onClientError);
+  tlsServer.on('tlsClientError', onHandshakeError);
+  tlsServer.on('secureConnection', (tlsSocket: TLSSocket) => {
+    trackSocket(tlsSocket);
+    const carrier = targetOf(tlsSocket);
+    if (pinningEnabled && carrier !== undefined) watchSilentClose(tlsSocket, carrier.host);
+  });
+  tlsServer.on('sessionError', () => {});
+  tlsServer.on('error', () => {});
+  // Internal servers never listen, but the header-timeout sweeper of node:http starts on 'listening'.
+  tlsServer.emit('listening');
+
+  // ---- connection dispatch -----------------------------------------------------------------
+
+  function handleConnect(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const parsed = hostOnly(req.url ?? '');
+    if (parsed === undefined || parsed.port === undefined) {
+      socket.end(plainResponse(400, 'HTTPMESH_BAD_REQUEST', 'CONNECT target must be host:port'));
+      return;
+    }
+    if (closing) {
+      socket.end(plainResponse(503, 'HTTPMESH_PROXY_CLOSED', 'proxy is closing'));
+      return;
+    }
+    socket.write(CONNECT_ESTABLISHED);
+    if (head.length > 0) socket.unshift(head);
+    void handleTunnel(socket, { host: parsed.host, port: parsed.port, address: undefined });
+  }
+
+  async function handleTunnel(socket: Socket, target: TunnelTarget): Promise<void> {
+    trackSocket(socket);
+    socket.on('error', () => socket.destroy());
+    const { parse, ended } = await peekClientHello(socket, handshakeTimeoutMs, DEFAULT_MAX_CLIENT_HELLO_BYTES);
+    if (socket.destroyed) return;
+    switch (parse.kind) {
+      case 'client-hello': {
+        const host = parse.info.serverName ?? target.host;
+        if ((pinningEnabled && pinned.has(host)) || !intercept(host)) {
+          splice(socket, target);
+          return;
+        }
+        terminateTls(socket, target, host, parse.info);
+        return;
+      }
+      case 'not-tls': {
+        if (!intercept(target.host)) {
+          splice(socket, target);
+          return;
+        }
+        (socket as Socket & TargetCarrier)[kTarget] = { ...target, tls: false };
+        plainServer.emit('connection', socket);
+        socket.resume();
+        return;
+      }
+      case 'invalid':
+        reportError(new ClientHelloInvalidError(parse.reason));
+        socket.destroy();
+        return;
+      default:
+        if (!ended) reportError(new ClientHelloInvalidError('no decision'));
+        socket.destroy();
+    }
+  }
+
+  function splice(client: Socket, target: TunnelTarget): void {
+    const upstream = net.connect({ host: target.address ?? target.host, port: target.port });
+    upstream.setNoDelay(true);
+    const teardown = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    upstream.on('error', teardown);
+    client.on('error', teardown);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+
+  function terminateTls(socket: Socket, target: TunnelTarget, host: string, hello: ClientHelloInfo): void {
+    (socket as Socket & TargetCarrier)[kTarget] = { ...target, host, tls: true };
+    if (hello.serverName !== undefined) {
+      // Canonical path: node's own TLS server wraps the socket and asks SNICallback for the context.
+      tlsServer.emit('connection', socket);
+      return;
+    }
+    // No SNI: SNICallback is never consulted, so wrap by hand with a context for the target address.
+    // (HTTP/1.1 only on this path: node's h2 session does not attach to hand-made server TLSSockets.)
+    const start = (context: SecureContext): void => {
+      if (socket.destroyed) return;
+      const tlsSocket = new tls.TLSSocket(socket, {
+        isServer: true,
+        secureContext: context,
+        server: tlsServer,
+        ALPNProtocols: ['http/1.1'],
+      }) as TLSSocket & { _releaseControl(): boolean };
+      const timer = setTimeout(() => tlsSocket.destroy(), handshakeTimeoutMs);
+      tlsSocket.once('secure', () => {
+        clearTimeout(timer);
+        tlsSocket._releaseControl();
+        tlsServer.emit('secureConnection', tlsSocket);
+      });
+      // Before control is released, node reports handshake failures as '_tlsError' only.
+      tlsSocket.on('_tlsError', (error: Error) => onHandshakeError(error, tlsSocket));
+      tlsSocket.once('close', () => clearTimeout(timer));
+    };
+    const fail = (error: Error): void => {
+      reportError(new ClientHandshakeError(host, error.message, { cause: error }));
+      socket.destroy();
+    };
+    try {
+      const context = ca.secureContextFor(host);
+      if (isPromise(context)) context.then(start, fail);
+      else start(context);
+    } catch (error) {
+      fail(error as Error);
+    }
+  }
+
+  function onHandshakeError(error: Error & { code?: string }, tlsSocket: TLSSocket): void {
+    const carrier = targetOf(tlsSocket);
+    const host = carrier?.host ?? (tlsSocket.servername || 'unknown');
+    if (pinningEnabled && carrier !== undefined && typeof error.code === 'string' && error.code.includes('ALERT')) {
+      pinned.remember(host);
+    }
+    reportError(new ClientHandshakeError(host, error.code ?? error.message, { cause: error }));
+    tlsSocket.destroy();
+  }
+
+  /**
+   * Clients that validate after the handshake (Node, Go with TLS 1.3) close without an alert.
+   * A connection closed with zero application bytes right after the handshake counts as a rejection.
+   */
+  function watchSilentClose(tlsSocket: TLSSocket, host: string): void {
+    const startedAt = performance.now();
+    tlsSocket.once('close', () => {
+      if (tlsSocket.bytesRead === 0 && performance.now() - startedAt < 1_000) pinned.remember(host);
+    });
+  }
+
+  // ---- HTTP exchange -----------------------------------------------------------------------
+
+  function resolveTarget(
+    req: ClientRequest,
+    carrier: (TunnelTarget & { tls: boolean }) | undefined,
+  ): { upstream: UpstreamTarget; path: string; authority: string } | BadRequestError {
+    const url = req.url ?? '';
+    const h2 = req.httpVersionMajor === 2;
+    const authorityHeader = h2
+      ? ((req.headers[':authority'] as string | undefined) ?? req.headers.host)
+      : req.headers.host;
+    if (carrier !== undefined) {
+      const protocol = carrier.tls ? 'https:' : 'http:';
+      // Inside a CONNECT tunnel / transparent connection: origin-form target.
+      const authority = authorityHeader ?? `${carrier.host}:${carrier.port}`;
+      return {
+        upstream: { protocol, host: carrier.host, port: carrier.port, address: carrier.address },
+        path: url,
+        authority,
+      };
+    }
+    // Explicit proxy: absolute-form request target.
+    if (url.startsWith('http://') || url.startsWith('https://')) {
+      const https = url.charCodeAt(4) === 115; /* 's' */
+      const rest = url.slice(https ? 8 : 7);
+      const slash = rest.indexOf('/');
+      const authority = slash < 0 ? rest : rest.slice(0, slash);
+      const parsed = hostOnly(authority);
+      if (parsed === undefined || authority.includes('@')) {
+        return new BadRequestError('invalid authority in absolute request target');
+      }
+      return {
+        upstream: {
+          protocol: https ? 'https:' : 'http:',
+          host: parsed.host,
+          port: parsed.port ?? (https ? 443 : 80),
+          address: undefined,
+        },
+        path: slash < 0 ? '/' : rest.slice(slash),
+        authority: authorityHeader ?? authority,
+      };
+    }
+    return new BadRequestError('a proxy request needs an absolute URI (http://host/path) or CONNECT');
+  }
+
+  function sendImmediate(res: ClientResponse, response: ImmediateResponse, state: ExchangeState | undefined): void {
+    if (state !== undefined) state.status = response.status;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = response.body;
+    const length = body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    const headers = { ...response.headers, 'content-length': length };
+    (res as ServerResponse).writeHead(response.status, headers);
+    if (state !== undefined) state.responseBodyBytes = length;
+    if (body === undefined) res.end();
+    else (res as ServerResponse).end(body);
+  }
+
+  function errorResponse(error: MitmProxyError): ImmediateResponse {
+    return {
+      status: statusForError(error),
+      headers: { 'content-type': 'text/plain; charset=utf-8', [ERROR_HEADER]: error.code },
+      body: `${error.message}\n`,
+    };
+  }
+
+  function handleRequest(req: ClientRequest, res: ClientResponse): void {
+    const start = performance.now();
+    exchanges++;
+    const socket = (req.socket ?? undefined) as Socket | undefined;
+    const carrier = socket === undefined ? undefined : targetOf(socket);
+    const resolved = resolveTarget(req, carrier);
+    if (resolved instanceof BadRequestError) {
+      sendImmediate(res, errorResponse(resolved), undefined);
+      return;
+    }
+    const h2 = req.httpVersionMajor === 2;
+    const state = new ExchangeState(
+      h2 ? 'h2' : 'http/1.1',
+      carrier?.tls === true,
+      socket?.remoteAddress,
+      req.method ?? 'GET',
+      resolved.path,
+      resolved.authority,
+      resolved.upstream,
+      endToEndRequestHeaders(req.headers),
+      start,
+    );
+    const chain = filters;
+    if (chain.length === 0) {
+      forward(req, res, state, chain);
+      return;
+    }
+    let outcome: ReturnType<typeof runRequestHead>;
+    try {
+      outcome = runRequestHead(chain, state);
+    } catch (error) {
+      finishWithError(req, res, state, chain, new FilterError('onRequestHead', { cause: error }));
+      return;
+    }
+    if (isPromise(outcome)) {
+      outcome.then(
+        (immediate) => afterRequestHead(req, res, state, chain, immediate),
+        (error: unknown) =>
+          finishWithError(req, res, state, chain, new FilterError('onRequestHead', { cause: error })),
+      );
+    } else {
+      afterRequestHead(req, res, state, chain, outcome);
+    }
+  }
+
+  function afterRequestHead(
+    req: ClientRequest,
+    res: ClientResponse,
+    state: ExchangeState,
+    chain: readonly ExchangeFilter[],
+    immediate: ImmediateResponse | undefined,
+  ): void {
+    if (immediate === undefined) {
+      forward(req, res, state, chain);
+      return;
+    }
+    req.resume(); // drain any body we are not forwarding
+    sendImmediate(res, immediate, state);
+    complete(state, chain, undefined);
+  }
+
+  function finishWithError(
+    req: ClientRequest,
+    res: ClientResponse,
+    state: ExchangeState,
+    chain: readonly ExchangeFilter[],
+    error: MitmProxyError,
+  ): void {
+    req.resume();
+    if (res.headersSent) res.destroy();
+    else if (!res.destroyed) sendImmediate(res, errorResponse(error), state);
+    complete(state, chain, error);
+  }
+
+  function complete(state: ExchangeState, chain: readonly ExchangeFilter[], error: MitmProxyError | undefined): void {
+    if (state.timings.end !== undefined) return;
+    state.timings.end = performance.now();
+    if (chain.length === 0) return;
+    const summary: ExchangeSummary = {
+      timings: state.timings,
+      requestBodyBytes: state.requestBodyBytes,
+      responseBodyBytes: state.responseBodyBytes,
+      status: state.status,
+      errorCode: error?.code,
+      error,
+    };
+    for (const filter of chain) {
+      if (filter.onComplete === undefined) continue;
+      try {
+        filter.onComplete(state, summary);
+      } catch (hookError) {
+        reportError(new FilterError('onComplete', { cause: hookError }));
+      }
+    }
+  }
+
+  function hasRequestBody(req: ClientRequest): boolean {
+    if (req.httpVersionMajor === 2) return !(req as Http2ServerRequest).stream.endAfterHeaders;
+    const length = req.headers['content-length'];
+    if (length !== undefined) return length !== '0';
+    return req.headers['transfer-encoding'] !== undefined;
+  }
+
+  async function* countingBody(req: ClientRequest, state: ExchangeState): AsyncGenerator<Buffer> {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      state.requestBodyBytes += chunk.length;
+      yield chunk;
+    }
+  }
+
+  function forward(
+    req: ClientRequest,
+    res: ClientResponse,
+    state: ExchangeState,
+    chain: readonly ExchangeFilter[],
+  ): void {
+    const upstream = state.upstream;
+    if (upstream.address !== undefined) addressOverrides.set(`${upstream.host}:${upstream.port}`, upstream.address);
+    const withBody = hasRequestBody(req);
+    const body = withBody ? (chain.length === 0 ? req : countingBody(req, state)) : null;
+    const defaultPort = upstream.protocol === 'https:' ? 443 : 80;
+    const origin =
+      upstream.port === defaultPort
+        ? `${upstream.protocol}//${formatHost(upstream.host)}`
+        : `${upstream.protocol}//${formatHost(upstream.host)}:${upstream.port}`;
+    let controllerRef: Dispatcher.DispatchController | undefined;
+    let headWritten = false;
+    let finished = false;
+    let pending: Buffer[] | undefined;
+    let ended = false;
+
+    const onClientGone = (): void => {
+      if (finished) return;
+      finished = true;
+      const error = new ClientAbortedError();
+      controllerRef?.abort(error);
+      complete(state, chain, error);
+    };
+    res.once('close', () => {
+      if (!res.writableFinished) onClientGone();
+    });
+
+    const writeHead = (): void => {
+      headWritten = true;
+      const headers = state.responseHeaders ?? {};
+      try {
+        (res as ServerResponse).writeHead(state.status, headers as http.OutgoingHttpHeaders);
+      } catch (error) {
+        fail(new FilterError('writeHead', { cause: error }));
+        return;
+      }
+      if (pending !== undefined) {
+        for (const chunk of pending) (res as ServerResponse).write(chunk);
+        pending = undefined;
+      }
+      if (ended) endResponse();
+    };
+
+    const endResponse = (): void => {
+      if (finished) return;
+      finished = true;
+      res.end();
+      complete(state, chain, undefined);
+    };
+
+    const fail = (cause: unknown): void => {
+      if (finished) return;
+      finished = true;
+      const error = classifyUpstreamError(cause, upstream.host, res.headersSent);
+      if (res.headersSent || headWritten) {
+        // Mid-response failure: the client must see a broken message, not a truncated "success".
+        res.destroy(error);
+      } else if (!res.destroyed) {
+        sendImmediate(res, errorResponse(error), state);
+      }
+      if (withBody && !(req as { complete?: boolean }).complete) req.resume();
+      complete(state, chain, error);
+    };
+
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(controller) {
+        controllerRef = controller;
+        state.timings.upstreamConnect = performance.now();
+        if (finished) controller.abort(new ClientAbortedError());
+      },
+      onResponseStart(controller, statusCode, headers) {
+        state.timings.firstByte = performance.now();
+        state.status = statusCode;
+        state.responseHeaders = endToEndResponseHeaders(headers);
+        if (chain.length === 0) {
+          writeHead();
+          return;
+        }
+        let outcome: void | Promise<void>;
+        try {
+          outcome = runResponseHead(chain, state);
+        } catch (error) {
+          controller.abort(new FilterError('onResponseHead', { cause: error }));
+          return;
+        }
+        if (isPromise(outcome)) {
+          controller.pause();
+          pending = [];
+          outcome.then(
+            () => {
+              writeHead();
+              controller.resume();
+            },
+            (error: unknown) => controller.abort(new FilterError('onResponseHead', { cause: error })),
+          );
+        } else {
+          writeHead();
+        }
+      },
+      onResponseData(controller, chunk) {
+        state.responseBodyBytes += chunk.length;
+        if (!headWritten) {
+          pending?.push(chunk);
+          return;
+        }
+        if (!(res as ServerResponse).write(chunk)) {
+          controller.pause();
+          res.once('drain', () => controller.resume());
+        }
+      },
+      onResponseEnd() {
+        ended = true;
+        if (headWritten) endResponse();
+      },
+      onResponseError(_controller, error) {
+        fail(error);
+      },
+    };
+
+    try {
+      agentFor(upstream.host).dispatch(
+        {
+          origin,
+          path: state.path,
+          method: state.method as Dispatcher.HttpMethod,
+          headers: state.requestHeaders,
+          body: body as unknown as Readable | null,
+        },
+        handler,
+      );
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  // ---- WebSocket and other upgrades: forwarded head, then a raw byte splice ---------------
+
+  function handleUpgrade(req: IncomingMessage, clientSocket: Duplex, head: Buffer): void {
+    const carrier = targetOf(req.socket);
+    const resolved = resolveTarget(req, carrier);
+    if (resolved instanceof BadRequestError) {
+      clientSocket.end(plainResponse(400, resolved.code, resolved.message));
+      return;
+    }
+    const upstream = resolved.upstream;
+    const headers = endToEndRequestHeaders(req.headers);
+    const upgradeHeader = req.headers.upgrade;
+    if (upgradeHeader !== undefined) headers.upgrade = upgradeHeader;
+    const dial = upstream.address ?? upstream.host;
+    const upstreamSocket: Socket =
+      upstream.protocol === 'https:'
+        ? tls.connect({
+            host: dial,
+            port: upstream.port,
+            servername: net.isIP(upstream.host) === 0 ? upstream.host : '',
+            ca: upstreamRoots,
+            rejectUnauthorized: !insecureHosts.has(upstream.host),
+            ALPNProtocols: ['http/1.1'],
+          })
+        : net.connect({ host: dial, port: upstream.port });
+    let connected = false;
+    upstreamSocket.once(upstream.protocol === 'https:' ? 'secureConnect' : 'connect', () => {
+      connected = true;
+      upstreamSocket.write(serializeUpgradeHead(req.method ?? 'GET', resolved.path, headers));
+      if (head.length > 0) upstreamSocket.write(head);
+      upstreamSocket.pipe(clientSocket);
+      clientSocket.pipe(upstreamSocket);
+    });
+    upstreamSocket.on('error', (cause) => {
+      if (!connected && clientSocket.writable) {
+        const error = classifyUpstreamError(cause, upstream.host, false);
+        clientSocket.end(plainResponse(statusForError(error), error.code, error.message));
+      } else {
+        clientSocket.destroy();
+      }
+    });
+    clientSocket.on('error', () => upstreamSocket.destroy());
+    clientSocket.on('close', () => upstreamSocket.destroy());
+    upstreamSocket.on('close', () => clientSocket.destroy());
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  return {
+    async listen(port = 0, host = '127.0.0.1') {
+      plainServer.listen(port, host);
+      await once(plainServer, 'listening');
+      return plainServer.address() as AddressInfo;
+    },
+    handleConnection(socket, originalDestination) {
+      if (closing) {
+        socket.destroy();
+        return;
+      }
+      const host = originalDestination?.host ?? socket.localAddress ?? '127.0.0.1';
+      const port = originalDestination?.port ?? socket.localPort ?? 443;
+      void handleTunnel(socket, { host, port, address: originalDestination?.host });
+    },
+    setFilters(next) {
+      filters = [...next];
+    },
+    get stats() {
+      return { openClientSockets: clientSockets.size, pinnedHosts: pinned.size, exchanges };
+    },
+    async close() {
+      closing = true;
+      const closed = plainServer.listening ? new Promise((resolve) => plainServer.close(resolve)) : undefined;
+      for (const socket of clientSockets) socket.destroy();
+      clientSockets.clear();
+      plainServer.closeAllConnections();
+      tlsServer.close();
+      await Promise.all([closed, verifiedAgent.close(), insecureAgent?.close()]);
+    },
+  };
+}
+
+/** Target attached to a raw socket, reached through a TLSSocket's `_parent` when terminated. */
+function targetOf(socket: Duplex): (TunnelTarget & { tls: boolean }) | undefined {
+  const direct = (socket as Duplex & TargetCarrier)[kTarget];
+  if (direct !== undefined) return direct;
+  const parent = (socket as Duplex & { _parent?: Duplex & TargetCarrier })._parent;
+  return parent?.[kTarget];
+}
+
+function formatHost(host: string): string {
+  return net.isIPv6(host) ? `[${host}]` : host;
+}
