@@ -301,6 +301,10 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
         },
       },
     });
+    // An immediate heartbeat: its echo confirms the hello was accepted even when nothing is to be pushed.
+    outbox.push({
+      kind: { $case: 'heartbeat', value: { sequence: ++this.heartbeatSequence, sentAtUnixMs: Date.now() } },
+    });
     this.outbox = outbox;
     try {
       for await (const message of client.stream(outbox, { signal: sessionAbort.signal })) {

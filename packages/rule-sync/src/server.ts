@@ -34,6 +34,7 @@ import {
   contentVersion,
   groupKey,
   isKnownResourceType,
+  KNOWN_RESOURCE_TYPES,
   resourceTypeName,
   resourceTypeOf,
   systemVersionOf,
@@ -126,6 +127,11 @@ class Group {
 
   snapshot(type: ResourceType): TypeSnapshot {
     return this.published.get(type) ?? { systemVersion: EMPTY_VERSION, resources: new Map() };
+  }
+
+  /** True once the control plane has set this type for the group (possibly to an empty set). */
+  isPublished(type: ResourceType): boolean {
+    return this.published.has(type);
   }
 }
 
@@ -250,6 +256,8 @@ class Session {
   maybePush(type: ResourceType): void {
     const state = this.types.get(type);
     if (this.closed || state === undefined || state.inFlight !== undefined) return;
+    // Never set means "not known yet" (e.g. a control plane still loading): the sidecar keeps what it has.
+    if (!this.group.isPublished(type)) return;
     const snapshot = this.group.snapshot(type);
     if (snapshot.systemVersion === state.heldVersion || snapshot.systemVersion === state.nackedVersion)
       return;
@@ -437,7 +445,7 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
   setResources(group: GroupSelector, resources: readonly Resource[]): void {
     const g = this.group(group);
     const next = this.prepare(resources);
-    for (const type of new Set([...g.staged.keys(), ...next.keys()])) {
+    for (const type of KNOWN_RESOURCE_TYPES) {
       g.staged.set(type, next.get(type) ?? new Map());
       g.dirty.add(type);
     }
@@ -578,7 +586,7 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
     for (const type of g.dirty) {
       const staged = g.staged.get(type) ?? new Map<string, Resource>();
       const systemVersion = systemVersionOf([...staged].map(([name, r]) => [name, r.version] as const));
-      if (g.snapshot(type).systemVersion === systemVersion) continue;
+      if (g.isPublished(type) && g.snapshot(type).systemVersion === systemVersion) continue;
       g.published.set(type, { systemVersion, resources: new Map(staged) });
       this.emit('published', g.key, type, systemVersion);
       for (const session of g.sessions) session.maybePush(type);

@@ -64,6 +64,25 @@ describe('persistence', () => {
     expect(pushes).toEqual([]);
   });
 
+  test('a control plane that has not set the group yet does not wipe what the sidecar holds', async () => {
+    const { path, version } = await syncedStateFile();
+    const { server, address } = await startServer();
+    const client = makeClient(address, { subscriptions: [INTERCEPT], persistPath: path });
+    const pushes: string[] = [];
+    client.on('applied', (u) => pushes.push(u.source));
+    await client.start();
+    await waitFor(() => client.connected && server.sidecar('node-1') !== undefined);
+    expect(server.sidecar('node-1')?.types[0]?.ackedVersion).toBe(version);
+    expect(pushes).toEqual(['persisted']);
+    expect(domains(client)).toEqual(['*.partner.com', 'api.partner.com']);
+
+    // Once the control plane sets the group (here: empty), the sidecar follows it.
+    server.setResources(GROUP, []);
+    server.flush();
+    await waitFor(() => client.resources(INTERCEPT).length === 0);
+    expect(pushes).toEqual(['persisted', 'push']);
+  });
+
   const corruptions: [string, (bytes: Buffer) => Buffer, RegExp][] = [
     ['truncated (partial write)', (b) => b.subarray(0, b.length - 7), /partial write/],
     [

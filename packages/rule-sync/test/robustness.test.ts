@@ -147,6 +147,8 @@ describe('malformed messages from a sidecar', () => {
 
   test('an ack with a nonce the stream never issued is answered in-stream; the stream stays usable', async () => {
     const { server, address } = await startServer();
+    server.setResources(GROUP, [interceptRule('a', 'a.partner.com')]);
+    server.flush();
     const { call, client } = rawStream(address);
     onCleanup(() => client.close());
     const received: ControlMessage[] = [];

@@ -178,6 +178,8 @@ describe('debounce', () => {
       insecure: true,
       debounce: { quietMs: 60, maxDelayMs: 5_000 },
     });
+    server.setResources(GROUP, []); // the group exists, empty
+    server.flush();
     const pushes: number[] = [];
     const client = makeClient(address, {
       subscriptions: [INTERCEPT],
