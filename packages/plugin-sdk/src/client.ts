@@ -293,6 +293,24 @@ function validateHandshake(label: string, res: HandshakeResponse, defaultMaxBody
   };
 }
 
+/** Fail-open: continue (carrying the error); fail-closed: 503 with `x-httpmesh-error: <code>`. */
+export function failureDecision(
+  error: PluginError,
+  failureMode: FailureMode,
+): ContinueDecision | RespondDecision {
+  if (failureMode === 'open') return { kind: 'continue', failure: error };
+  return {
+    kind: 'respond',
+    status: 503,
+    headers: [
+      [ERROR_HEADER, error.code],
+      ['content-type', 'text/plain; charset=utf-8'],
+    ],
+    body: Buffer.from(`${error.message}\n`),
+    failure: error,
+  };
+}
+
 interface Pending {
   readonly exchange: PluginExchange;
   readonly phase: PhaseName;
@@ -451,21 +469,11 @@ export class PluginClient {
     }
   }
 
-  /** @internal Failure of `phase` turned into a decision by the failure mode. */
+  /** @internal A plugin failure turned into a decision by the failure mode. */
   fail(error: PluginError, failureMode: FailureMode): Decision {
     this.metrics.recordError(error.code);
     this.onFailure?.(error);
-    if (failureMode === 'open') return { kind: 'continue', failure: error };
-    return {
-      kind: 'respond',
-      status: 503,
-      headers: [
-        [ERROR_HEADER, error.code],
-        ['content-type', 'text/plain; charset=utf-8'],
-      ],
-      body: Buffer.from(`${error.message}\n`),
-      failure: error,
-    };
+    return failureDecision(error, failureMode);
   }
 
   /** @internal Sends one message; resolves with the validated decision or the failure-mode decision. */

@@ -1,7 +1,10 @@
+export { ChainExchange, PluginChain, parsePluginConfig } from './chain.js';
+export type { ChainBodyDecision, ChainHeadersDecision, PluginConfig } from './chain.js';
 export {
   applyHeaderMutation,
   CONTINUE,
   ERROR_HEADER,
+  failureDecision,
   PluginClient,
   PluginExchange,
   validateReply,
@@ -54,5 +57,7 @@ export type {
   ServingPlugin,
   TrailersContext,
 } from './plugin.js';
+export { PluginSupervisor } from './supervisor.js';
+export type { PluginProcessSpec, PluginState, PluginUpgrade, SupervisorOptions } from './supervisor.js';
 export { isValidHeaderName, isValidHeaderValue, PHASE_NAMES, PROTOCOL_VERSION } from './protocol.js';
 export type { BodyModeName, HeaderList, PhaseName } from './protocol.js';

@@ -1,0 +1,270 @@
+import {
+  applyHeaderMutation,
+  type Decision,
+  type ExchangeTimings,
+  type FailureMode,
+  failureDecision,
+  type PluginClient,
+  type PluginExchange,
+  type RequestHead,
+  type RespondDecision,
+  type ResponseHead,
+} from './client.js';
+import { PluginConfigError, type PluginError, PluginUnavailableError } from './errors.js';
+import type { HeaderList } from './protocol.js';
+
+/** Per-plugin settings, as distributed by rule-sync (PluginConfig). */
+export interface PluginConfig {
+  readonly name: string;
+  /** gRPC address (`unix:/path`, `/path` or `host:port`) for plugins the supervisor does not start. */
+  readonly address?: string;
+  /** Hosts it applies to: exact (`api.example.com`) or wildcard (`*.example.com`). Omitted: all. */
+  readonly hosts?: readonly string[];
+  /** Path globs it applies to (`/api/*`; `*` matches any run of characters). Omitted: all. */
+  readonly patterns?: readonly string[];
+  /** Position in the chain; lower runs first. */
+  readonly order: number;
+  /** Per-message timeout in ms (default 200). */
+  readonly timeoutMs?: number;
+  readonly failureMode: FailureMode;
+}
+
+const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((s) => typeof s === 'string' && s.length > 0);
+}
+
+/** Checks an untrusted config object (e.g. from rule-sync) and returns it typed. */
+export function parsePluginConfig(input: unknown): PluginConfig {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new PluginConfigError('plugin config must be an object');
+  }
+  const c = input as Record<string, unknown>;
+  const name = c['name'];
+  if (typeof name !== 'string' || !NAME_RE.test(name)) {
+    throw new PluginConfigError(`plugin config name must match ${NAME_RE.source}`);
+  }
+  const fail = (detail: string): never => {
+    throw new PluginConfigError(`plugin ${name}: ${detail}`, name);
+  };
+  if (c['address'] !== undefined && (typeof c['address'] !== 'string' || c['address'] === '')) {
+    fail('address must be a non-empty string');
+  }
+  if (c['hosts'] !== undefined && !isStringArray(c['hosts']))
+    fail('hosts must be an array of non-empty strings');
+  if (c['patterns'] !== undefined) {
+    if (!isStringArray(c['patterns'])) fail('patterns must be an array of non-empty strings');
+    for (const p of c['patterns'] as string[])
+      if (!p.startsWith('/') && p !== '*') fail(`pattern ${p} must start with /`);
+  }
+  if (typeof c['order'] !== 'number' || !Number.isInteger(c['order'])) fail('order must be an integer');
+  const t = c['timeoutMs'];
+  if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t <= 0 || t > 60_000)) {
+    fail('timeoutMs must be a number in (0, 60000]');
+  }
+  if (c['failureMode'] !== 'open' && c['failureMode'] !== 'closed')
+    fail("failureMode must be 'open' or 'closed'");
+  return c as unknown as PluginConfig;
+}
+
+// Glob matching without regex: literal parts must appear in order; `*` spans anything.
+function compileGlob(glob: string): (s: string) => boolean {
+  const parts = glob.split('*');
+  if (parts.length === 1) return (s) => s === glob;
+  const first = parts[0] as string;
+  const last = parts[parts.length - 1] as string;
+  const middle = parts.slice(1, -1);
+  const minLength = first.length + last.length;
+  return (s) => {
+    if (s.length < minLength || !s.startsWith(first) || !s.endsWith(last)) return false;
+    let pos = first.length;
+    const end = s.length - last.length;
+    for (const part of middle) {
+      const at = s.indexOf(part, pos);
+      if (at < 0 || at + part.length > end) return false;
+      pos = at + part.length;
+    }
+    return true;
+  };
+}
+
+function compileHost(host: string): (h: string) => boolean {
+  const lower = host.toLowerCase();
+  if (lower.startsWith('*.')) {
+    const suffix = lower.slice(1);
+    return (h) => h.length > suffix.length && h.endsWith(suffix);
+  }
+  return (h) => h === lower;
+}
+
+interface CompiledEntry {
+  readonly config: PluginConfig;
+  readonly host: ((h: string) => boolean) | undefined;
+  readonly path: ((p: string) => boolean) | undefined;
+}
+
+/** What the chain decided for a headers phase: `mutate` carries the resulting header list. */
+export type ChainHeadersDecision =
+  | { readonly kind: 'continue'; readonly failures: readonly PluginError[] }
+  | { readonly kind: 'mutate'; readonly headers: HeaderList; readonly failures: readonly PluginError[] }
+  | RespondDecision;
+
+/** What the chain decided for a whole body: `mutate` carries the resulting body. */
+export type ChainBodyDecision =
+  | { readonly kind: 'continue'; readonly failures: readonly PluginError[] }
+  | { readonly kind: 'mutate'; readonly body: Buffer; readonly failures: readonly PluginError[] }
+  | RespondDecision;
+
+/**
+ * Runs the plugins that apply to a host/path, in `order`. Each plugin sees the headers as left by
+ * the previous one; an immediate response (or a fail-closed failure) stops the chain.
+ */
+export class PluginChain {
+  private readonly entries: readonly CompiledEntry[];
+  private readonly resolve: (name: string) => PluginClient | undefined;
+
+  constructor(configs: readonly PluginConfig[], resolve: (name: string) => PluginClient | undefined) {
+    const seen = new Set<string>();
+    const entries: CompiledEntry[] = [];
+    for (const raw of configs) {
+      const config = parsePluginConfig(raw);
+      if (seen.has(config.name))
+        throw new PluginConfigError(`plugin ${config.name} configured twice`, config.name);
+      seen.add(config.name);
+      const hosts = config.hosts?.map(compileHost);
+      const paths = config.patterns?.map(compileGlob);
+      entries.push({
+        config,
+        host: hosts ? (h) => hosts.some((m) => m(h)) : undefined,
+        path: paths ? (p) => paths.some((m) => m(p)) : undefined,
+      });
+    }
+    entries.sort((a, b) => a.config.order - b.config.order);
+    this.entries = entries;
+    this.resolve = resolve;
+  }
+
+  /** Configs of the plugins that apply to this host and path, in chain order. */
+  select(host: string, path: string): PluginConfig[] {
+    const h = host.toLowerCase();
+    const q = path.indexOf('?');
+    const p = q < 0 ? path : path.slice(0, q);
+    const out: PluginConfig[] = [];
+    for (const e of this.entries) {
+      if (e.host && !e.host(h)) continue;
+      if (e.path && !e.path(p)) continue;
+      out.push(e.config);
+    }
+    return out;
+  }
+
+  startExchange(target: { readonly host: string; readonly path: string }): ChainExchange {
+    const configs = this.select(target.host, target.path);
+    const steps: ChainStep[] = configs.map((config) => {
+      const client = this.resolve(config.name);
+      const policy =
+        config.timeoutMs === undefined
+          ? { failureMode: config.failureMode }
+          : { failureMode: config.failureMode, timeoutMs: config.timeoutMs };
+      return { config, exchange: client?.startExchange(policy) };
+    });
+    return new ChainExchange(steps);
+  }
+}
+
+interface ChainStep {
+  readonly config: PluginConfig;
+  /** Undefined when the plugin is not available (not started, crashed, restarting). */
+  readonly exchange: PluginExchange | undefined;
+}
+
+export class ChainExchange {
+  private readonly steps: readonly ChainStep[];
+
+  /** @internal */
+  constructor(steps: readonly ChainStep[]) {
+    this.steps = steps;
+  }
+
+  /** Names of the plugins in this exchange's chain, in order. */
+  get plugins(): string[] {
+    return this.steps.map((s) => s.config.name);
+  }
+
+  onRequestHeaders(head: RequestHead): Promise<ChainHeadersDecision> {
+    return this.runHeaders(head.headers, (ex, headers) => ex.onRequestHeaders({ ...head, headers }));
+  }
+
+  onResponseHeaders(head: ResponseHead): Promise<ChainHeadersDecision> {
+    return this.runHeaders(head.headers, (ex, headers) => ex.onResponseHeaders({ ...head, headers }));
+  }
+
+  /** Whole request body (already buffered by the host) through every plugin that wants it. */
+  onRequestBody(body: Buffer): Promise<ChainBodyDecision> {
+    return this.runBody(body, (ex, b) => ex.onRequestBody(b, true));
+  }
+
+  onResponseBody(body: Buffer): Promise<ChainBodyDecision> {
+    return this.runBody(body, (ex, b) => ex.onResponseBody(b, true));
+  }
+
+  complete(timings: ExchangeTimings): void {
+    for (const s of this.steps) s.exchange?.complete(timings);
+  }
+
+  close(): void {
+    for (const s of this.steps) s.exchange?.close();
+  }
+
+  private unavailable(step: ChainStep): Decision {
+    return failureDecision(
+      new PluginUnavailableError(step.config.name, 'not running'),
+      step.config.failureMode,
+    );
+  }
+
+  private async runHeaders(
+    initial: HeaderList,
+    call: (ex: PluginExchange, headers: HeaderList) => Promise<Decision>,
+  ): Promise<ChainHeadersDecision> {
+    let headers = initial;
+    let changed = false;
+    const failures: PluginError[] = [];
+    for (const step of this.steps) {
+      const d = step.exchange ? await call(step.exchange, headers) : this.unavailable(step);
+      if (d.kind === 'respond') return d;
+      if (d.kind === 'continue') {
+        if (d.failure) failures.push(d.failure);
+        continue;
+      }
+      if (d.headers) {
+        headers = applyHeaderMutation(headers, d.headers);
+        changed = true;
+      }
+    }
+    return changed ? { kind: 'mutate', headers, failures } : { kind: 'continue', failures };
+  }
+
+  private async runBody(
+    initial: Buffer,
+    call: (ex: PluginExchange, body: Buffer) => Promise<Decision>,
+  ): Promise<ChainBodyDecision> {
+    let body = initial;
+    let changed = false;
+    const failures: PluginError[] = [];
+    for (const step of this.steps) {
+      const d = step.exchange ? await call(step.exchange, body) : this.unavailable(step);
+      if (d.kind === 'respond') return d;
+      if (d.kind === 'continue') {
+        if (d.failure) failures.push(d.failure);
+        continue;
+      }
+      if (d.body) {
+        body = d.body;
+        changed = true;
+      }
+    }
+    return changed ? { kind: 'mutate', body, failures } : { kind: 'continue', failures };
+  }
+}
