@@ -118,6 +118,7 @@ test('per-pattern aggregation of real requests through a node:http server', asyn
     expect(row('GET', '/orders/:id')?.key.host).toBe('127.0.0.1');
     expect(row('POST', '/orders')?.requests).toBe(posts);
     expect(row('GET', 'UNMATCHED')?.requests).toBe(misses);
+    expect(row('GET', 'UNMATCHED')?.key.host).toBe('127.0.0.1'); // Host header had a port
     expect(row('GET', 'UNMATCHED')?.errors).toBe(0); // 404 is not a server error
     // Body sizes: what the clients sent and what they received.
     let postBytes = 0;

@@ -234,6 +234,26 @@ describe('cardinality limit', () => {
     expect(metrics.seriesCount('outbound')).toBe(1);
   });
 
+  test('active requests have their own limit and overflow series', async () => {
+    const metrics = new MeshMetrics({ routeSets: ROUTES, cardinalityLimit: 3 });
+    const reader = readerFor(metrics);
+    const handles = Array.from({ length: 6 }, (_, i) =>
+      metrics.startRequest({
+        direction: 'inbound',
+        method: 'GET',
+        host: 'payments.partner.com',
+        path: '/health',
+        sourceService: `s${i}`,
+      }),
+    );
+    let points = (await collectMetrics(reader)).get('http.server.active_requests')?.dataPoints ?? [];
+    expect(points).toHaveLength(3);
+    expect(points.find((p) => p.attributes['otel.metric.overflow'] === true)?.value).toBe(4);
+    for (const h of handles) metrics.endRequest(h);
+    points = (await collectMetrics(reader)).get('http.server.active_requests')?.dataPoints ?? [];
+    expect(points.map((p) => p.value)).toEqual([0, 0, 0]);
+  });
+
   test('matches the OpenTelemetry SDK overflow behaviour for the same measurements', async () => {
     const limit = 4;
     const metrics = new MeshMetrics({ routeSets: ROUTES, cardinalityLimit: limit });
