@@ -27,3 +27,14 @@ export {
   CaOptionsInvalidError,
   normalizeHostname,
 } from './ca/index.js';
+export {
+  createOriginalDestinationReader,
+  getOriginalDestination,
+  originalDestinationSupported,
+} from './native/index.js';
+export type {
+  OriginalDestination,
+  OriginalDestinationLogger,
+  OriginalDestinationReader,
+  OriginalDestinationReaderOptions,
+} from './native/index.js';
