@@ -110,7 +110,7 @@ async function caCommand(
     io.stdout.write(`${JSON.stringify({ caDir: o.caDir, subject: ca.subject, notAfter: ca.notAfter })}\n`);
     return 0;
   }
-  const results = await installTrust(o.caDir, o.trust, o.envFile, log);
+  const results = await installTrust(o.caDir, o.trust, o.trustEnvFile, log);
   io.stdout.write(`${JSON.stringify(results)}\n`);
   return 0;
 }

@@ -39,7 +39,7 @@ export interface SidecarOptions {
   stateDir: string | undefined;
   remove: boolean;
   trust: string[];
-  envFile: string | undefined;
+  trustEnvFile: string | undefined;
 }
 
 export type OptionKey = keyof SidecarOptions;
@@ -236,9 +236,16 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: ['system', 'java', 'env'],
     placeholder: 'STORE[,STORE]',
   }),
-  spec('envFile', 'env-file', 'path', ['ca'], 'ca trust: env file to write (default CA_DIR/trust.env)', {
-    placeholder: 'FILE',
-  }),
+  spec(
+    'trustEnvFile',
+    'trust-env-file',
+    'path',
+    ['ca'],
+    'ca trust: env file to write (default CA_DIR/trust.env)',
+    {
+      placeholder: 'FILE',
+    },
+  ),
   spec('logLevel', 'log-level', 'enum', ALL, 'log level', {
     default: 'info',
     choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
