@@ -79,8 +79,9 @@ describe('persistence', () => {
     // Once the control plane sets the group (here: empty), the sidecar follows it.
     server.setResources(GROUP, []);
     server.flush();
-    await waitFor(() => client.resources(INTERCEPT).length === 0);
+    await waitFor(() => pushes.length === 2);
     expect(pushes).toEqual(['persisted', 'push']);
+    expect(client.resources(INTERCEPT)).toEqual([]);
   });
 
   const corruptions: [string, (bytes: Buffer) => Buffer, RegExp][] = [
