@@ -37,6 +37,12 @@ export interface ViewRow {
 export interface MeshAggregatorOptions {
   durationBounds?: readonly number[];
   bodySizeBounds?: readonly number[];
+  /**
+   * Distinct merged series kept; beyond it new label sets are merged into one overflow series per
+   * (service, direction), so a misbehaving producer cannot grow the control plane without bound.
+   * Default 100 000.
+   */
+  maxSeries?: number;
 }
 
 interface AggregateSeries {
@@ -189,6 +195,20 @@ export function validateSnapshot(input: unknown): MetricsSnapshot {
   return { version: 1, service, producer, startTimeMs, endTimeMs, durationBounds, bodySizeBounds, series };
 }
 
+function seriesKey(service: string, s: SnapshotSeries): string {
+  return JSON.stringify([
+    service,
+    s.direction,
+    s.overflow,
+    s.host,
+    s.route,
+    s.method,
+    s.statusCode,
+    s.errorType,
+    s.sourceService,
+  ]);
+}
+
 function sameBounds(a: readonly number[], b: readonly number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -223,6 +243,7 @@ const ALL_DIMENSIONS: readonly ViewDimension[] = [
 export class MeshAggregator {
   readonly durationBounds: readonly number[];
   readonly bodySizeBounds: readonly number[];
+  readonly maxSeries: number;
   readonly #series = new Map<string, AggregateSeries>();
   #snapshots = 0;
 
@@ -235,6 +256,15 @@ export class MeshAggregator {
     } catch (err) {
       throw new MetricsOptionsError(err instanceof Error ? err.message : String(err));
     }
+    const maxSeries = options.maxSeries ?? 100_000;
+    if (!Number.isInteger(maxSeries) || maxSeries < 1)
+      throw new MetricsOptionsError('maxSeries must be an integer >= 1');
+    this.maxSeries = maxSeries;
+  }
+
+  /** Distinct merged series currently held (bounded by `maxSeries` plus one overflow series per service and direction). */
+  get seriesCount(): number {
+    return this.#series.size;
   }
 
   /** Number of snapshots merged so far. */
@@ -259,18 +289,27 @@ export class MeshAggregator {
       );
     }
     for (const s of snapshot.series) {
-      const key = JSON.stringify([
-        snapshot.service,
-        s.direction,
-        s.overflow,
-        s.host,
-        s.route,
-        s.method,
-        s.statusCode,
-        s.errorType,
-        s.sourceService,
-      ]);
-      const existing = this.#series.get(key);
+      let key = seriesKey(snapshot.service, s);
+      let existing = this.#series.get(key);
+      if (existing === undefined && this.#series.size >= this.maxSeries && !s.overflow) {
+        // Over the limit: fold this label set into the (service, direction) overflow series.
+        const folded: SnapshotSeries = {
+          ...s,
+          overflow: true,
+          method: null,
+          route: null,
+          host: null,
+          statusCode: null,
+          errorType: null,
+          sourceService: null,
+        };
+        key = seriesKey(snapshot.service, folded);
+        existing = this.#series.get(key);
+        if (existing === undefined) {
+          this.#series.set(key, { service: snapshot.service, series: folded });
+          continue;
+        }
+      }
       if (existing === undefined) {
         this.#series.set(key, { service: snapshot.service, series: s });
         continue;

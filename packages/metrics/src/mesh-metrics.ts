@@ -318,7 +318,7 @@ export class MeshMetrics {
     // The matcher ignores query strings and host ports/case itself, so the hit path allocates nothing here.
     const match = table.matcher.match(path, method, rawHost);
     if (match !== null && match.data !== undefined) return match.data;
-    const host = normaliseHost(rawHost);
+    const host = typeof rawHost === 'string' ? normaliseHost(rawHost) : '';
     const exact = table.exactHosts.get(host);
     if (exact !== undefined) return exact;
     const wildcards = table.wildcardHosts;
@@ -603,18 +603,17 @@ export class MeshMetrics {
       for (const s of list) {
         const data = s.data;
         const base = s.snapshotBase;
-        const durationCountIndex = this.#durationBounds.length + 2;
-        const delta = data[durationCountIndex]! - (base === undefined ? 0 : base[durationCountIndex]!);
-        const requestDelta = this.#deltaOf(data, base, this.#requestOffset, this.#bodyBounds.length);
-        const responseDelta = this.#deltaOf(data, base, this.#responseOffset, this.#bodyBounds.length);
-        if (delta === 0 && requestDelta.count === 0 && responseDelta.count === 0) continue;
+        const duration = this.#deltaOf(data, base, 0, this.#durationBounds.length);
+        const requestBodySize = this.#deltaOf(data, base, this.#requestOffset, this.#bodyBounds.length);
+        const responseBodySize = this.#deltaOf(data, base, this.#responseOffset, this.#bodyBounds.length);
+        if (duration.count === 0 && requestBodySize.count === 0 && responseBodySize.count === 0) continue;
         series.push({
           direction: DIRECTIONS[d]!,
           overflow: s === overflow,
           ...s.labels,
-          duration: this.#deltaOf(data, base, 0, this.#durationBounds.length),
-          requestBodySize: requestDelta,
-          responseBodySize: responseDelta,
+          duration,
+          requestBodySize,
+          responseBodySize,
         });
         if (base === undefined) s.snapshotBase = data.slice();
         else base.set(data);

@@ -354,6 +354,41 @@ describe('MeshAggregator', () => {
     expect(aggregator.view([])[0]?.requests).toBe(600);
   });
 
+  test('maxSeries bounds the aggregate; excess label sets fold into an overflow row per service', () => {
+    const aggregator = new MeshAggregator({ maxSeries: 5 });
+    const metrics = new MeshMetrics({ service: 'noisy' });
+    for (let i = 0; i < 20; i++) {
+      metrics.record({
+        direction: 'inbound',
+        method: 'GET',
+        host: 'x',
+        path: '/',
+        statusCode: 200,
+        durationMs: 1,
+        sourceService: `caller-${i}`,
+      });
+    }
+    aggregator.ingest(metrics.snapshot());
+    for (let i = 0; i < 20; i++) {
+      metrics.record({
+        direction: 'inbound',
+        method: 'GET',
+        host: 'x',
+        path: '/',
+        statusCode: 200,
+        durationMs: 1,
+        sourceService: `caller-${i}`,
+      });
+    }
+    aggregator.ingest(metrics.snapshot());
+    expect(aggregator.seriesCount).toBe(6);
+    const rows = aggregator.view(['service']);
+    expect(rows[0]?.requests).toBe(40);
+    expect(rows[0]?.overflow).toBe(30);
+    // Series that existed before the limit keep merging normally.
+    expect(aggregator.view(['sourceService'], { sourceService: 'caller-0' })[0]?.requests).toBe(2);
+  });
+
   test('validateSnapshot returns a copy the caller cannot mutate through', () => {
     const metrics = new MeshMetrics({ service: 's' });
     metrics.record({
