@@ -375,44 +375,60 @@ describe('server restart during a push', () => {
     const port = first.port;
     first.server.setResources(GROUP, setOf('old', 2_000));
     first.server.flush();
-    const path = join(dir, 'rules.bin');
-    const client = makeClient(first.address, { subscriptions: [INTERCEPT], persistPath: path });
-    const seen: string[] = [];
     const tagsOf = (resources: readonly Resource[]): string[] => [
       ...new Set(
         resources.map((r) => (r.body?.$case === 'interceptRule' ? r.body.value.domain.split('-')[0]! : '?')),
       ),
     ];
-    client.on('applied', (u) => {
-      const tags = tagsOf(u.resources);
-      seen.push(`${tags.join('+')}:${u.resources.length}`);
+    const SIDECARS = 5;
+    const sidecars = Array.from({ length: SIDECARS }, (_, i) => {
+      const path = join(dir, `rules-${i}.bin`);
+      const client = makeClient(first.address, {
+        node: { id: `node-${i}`, service: 'orders', labels: { env: 'test' } },
+        subscriptions: [INTERCEPT],
+        persistPath: path,
+      });
+      const seen: string[] = [];
+      // Every state a sidecar ever exposes must be one whole set: all "old" (2000) or all "new" (1500).
+      client.on('applied', (u) => seen.push(`${tagsOf(u.resources).join('+')}:${u.resources.length}`));
+      return { client, path, seen, id: `node-${i}` };
     });
-    await client.start();
-    await waitFor(() => client.resources(INTERCEPT).length === 2_000);
+    for (const s of sidecars) await s.client.start();
+    const oldVersion = first.server.resources(GROUP, INTERCEPT).systemVersion;
+    await waitFor(() =>
+      sidecars.every((s) => first.server.sidecar(s.id)?.types[0]?.ackedVersion === oldVersion),
+    );
 
-    // New set (every resource changed, ~150 kB) published, then the control plane dies mid-transfer.
-    first.server.setResources(GROUP, setOf('new', 2_000));
+    // New set (every resource changed, 500 removed, ~150 kB per push) published, then the control
+    // plane dies while the pushes are being written.
+    first.server.setResources(GROUP, setOf('new', 1_500));
     first.server.flush();
-    expect(first.server.sidecar('node-1')?.types[0]?.pendingNonce).toBeDefined();
+    expect(sidecars.every((s) => first.server.sidecar(s.id)?.types[0]?.pendingNonce !== undefined)).toBe(
+      true,
+    );
     first.server.forceClose();
-    const afterCrash = tagsOf(client.resources(INTERCEPT));
-    expect(afterCrash.length).toBe(1);
+    for (const s of sidecars) {
+      const current = s.client.resources(INTERCEPT);
+      expect([`old:2000`, `new:1500`]).toContain(`${tagsOf(current).join('+')}:${current.length}`);
+    }
 
     // The control plane comes back on the same address with the new set.
     const restarted = await startServer({ insecure: true }, `127.0.0.1:${port}`);
-    restarted.server.setResources(GROUP, setOf('new', 2_000));
+    restarted.server.setResources(GROUP, setOf('new', 1_500));
     restarted.server.flush();
     const version = restarted.server.resources(GROUP, INTERCEPT).systemVersion;
     await waitFor(
-      () => restarted.server.sidecar('node-1')?.types[0]?.ackedVersion === version,
+      () => sidecars.every((s) => restarted.server.sidecar(s.id)?.types[0]?.ackedVersion === version),
       10_000,
       'resync',
     );
-    expect(seen.every((s) => s === 'old:2000' || s === 'new:2000')).toBe(true);
-    expect(seen.at(-1)).toBe('new:2000');
-    const persisted = await readStateFile(path);
-    expect(tagsOf(persisted?.types[0]?.resources ?? [])).toEqual(['new']);
-    expect(persisted?.types[0]?.resources).toHaveLength(2_000);
+    for (const s of sidecars) {
+      expect(s.seen.every((state) => state === 'old:2000' || state === 'new:1500')).toBe(true);
+      expect(s.seen.at(-1)).toBe('new:1500');
+      const persisted = await readStateFile(s.path);
+      expect(tagsOf(persisted?.types[0]?.resources ?? [])).toEqual(['new']);
+      expect(persisted?.types[0]?.resources).toHaveLength(1_500);
+    }
   });
 });
 

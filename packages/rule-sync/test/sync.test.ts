@@ -78,7 +78,8 @@ describe('ACK/NACK', () => {
     server.upsertResources(GROUP, [interceptRule('c', 'c.partner.com')]);
     server.flush();
     const next = server.resources(GROUP, INTERCEPT).systemVersion;
-    await waitFor(() => client.version(INTERCEPT) === next);
+    await waitFor(() => server.sidecar('node-1')?.types[0]?.ackedVersion === next);
+    expect(client.version(INTERCEPT)).toBe(next);
     expect(domains(client)).toEqual(['api.partner.com', 'c.partner.com']);
     expect(answers).toEqual(['ack', 'nack', 'ack']);
     await waitFor(() => server.sidecar('node-1')?.types[0]?.lastError === undefined);
