@@ -269,11 +269,13 @@ export class MeshMetrics {
     const series = this.#seriesFor(exchange, direction);
     const data = series.data;
     observe(data, 0, this.#durationBounds, durationMs / 1000);
+    // Sizes are optional; non-finite ones are skipped so that sums (and snapshots) stay finite.
     const requestBytes = exchange.requestBytes;
-    if (requestBytes !== undefined && requestBytes >= 0)
+    if (requestBytes !== undefined && requestBytes >= 0 && requestBytes < Number.POSITIVE_INFINITY) {
       observe(data, this.#requestOffset, this.#bodyBounds, requestBytes);
+    }
     const responseBytes = exchange.responseBytes;
-    if (responseBytes !== undefined && responseBytes >= 0) {
+    if (responseBytes !== undefined && responseBytes >= 0 && responseBytes < Number.POSITIVE_INFINITY) {
       observe(data, this.#responseOffset, this.#bodyBounds, responseBytes);
     }
   }

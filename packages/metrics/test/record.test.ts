@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import type { DataPoint, Histogram } from '@opentelemetry/sdk-metrics';
-import { DURATION_BUCKETS_SECONDS, MeshMetrics, MetricsOptionsError } from '../src/index.js';
+import { DURATION_BUCKETS_SECONDS, MeshAggregator, MeshMetrics, MetricsOptionsError } from '../src/index.js';
 import type { ExchangeRecord, RouteSetSpec } from '../src/index.js';
 import { TestReader, collectMetrics, histogramPoints, readerFor } from './helpers.js';
 
@@ -128,11 +128,16 @@ describe('MeshMetrics recording', () => {
     metrics.record(exchange({ durationMs: Number.POSITIVE_INFINITY }));
     metrics.record(exchange({ direction: 'sideways' as 'inbound' }));
     metrics.record(exchange({ requestBytes: -5, responseBytes: undefined }));
+    metrics.record(exchange({ requestBytes: Number.NaN, responseBytes: Number.POSITIVE_INFINITY }));
     expect(metrics.droppedRecords).toBe(4);
     const collected = await collectMetrics(reader);
-    expect(histogramPoints(collected, 'http.server.request.duration')[0]?.value.count).toBe(1);
+    expect(histogramPoints(collected, 'http.server.request.duration')[0]?.value.count).toBe(2);
     expect(histogramPoints(collected, 'http.server.request.body.size')).toHaveLength(0);
     expect(histogramPoints(collected, 'http.server.response.body.size')).toHaveLength(0);
+    // The snapshot stays valid for the aggregator (finite sums).
+    const aggregator = new MeshAggregator();
+    aggregator.ingest(metrics.snapshot());
+    expect(aggregator.view([])[0]?.requests).toBe(2);
   });
 
   test('setRoutes swaps patterns at run time without losing counts', async () => {
