@@ -225,7 +225,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
       placeholder: 'NAME',
     },
   ),
-  spec('stateDir', 'state-dir', 'path', ['init-net'], 'where dnsmasq files and the resolv.conf backup live', {
+  spec('stateDir', 'state-dir', 'path', NET, 'where dnsmasq files and the resolv.conf backup live', {
     placeholder: 'DIR',
   }),
   spec('remove', 'remove', 'bool', ['init-net'], 'remove the interception instead of installing it', {
