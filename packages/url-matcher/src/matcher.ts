@@ -3,6 +3,7 @@ import { compilePattern } from './pattern.js';
 import type { ShapeOptions } from './pattern.js';
 import { asciiLower, hashString, regionEqualsFolded, safeDecode } from './text.js';
 import { TrieBuilder } from './trie.js';
+import { ANY_METHOD, LIST_ONLY } from './trie.js';
 import type { AnyEntry, CompositeEdge, StaticEdge, TrieNode } from './trie.js';
 
 export interface RouteSpec<T> {
@@ -70,6 +71,22 @@ export function createMatcher<T = unknown>(routes: RouteSpec<T>[], options: Matc
   const shapeOptions: ShapeOptions = { caseSensitive, ignoreTrailingSlash, ignoreDuplicateSlashes };
 
   const builder = new TrieBuilder();
+  // Method name -> bit, shared by all routes of this matcher (at most 30 bits keep masks small integers).
+  const methodBits = new Map<string, number>();
+  const maskOf = (methods: readonly string[] | null): number => {
+    if (methods === null) return ANY_METHOD;
+    let mask = 0;
+    for (const method of methods) {
+      let bit = methodBits.get(method);
+      if (bit === undefined) {
+        bit = methodBits.size < 30 ? 1 << methodBits.size : 0;
+        methodBits.set(method, bit);
+      }
+      if (bit === 0) return LIST_ONLY;
+      mask |= bit;
+    }
+    return mask;
+  };
   routes.forEach((route, routeIndex) => {
     const pattern: unknown = route?.pattern;
     if (typeof pattern !== 'string') {
@@ -84,13 +101,14 @@ export function createMatcher<T = unknown>(routes: RouteSpec<T>[], options: Matc
       pattern,
       data: route.data,
       methods,
+      methodMask: maskOf(methods),
       hostLabel: host === null ? null : host.label,
       hostWildcard: host?.wildcard ?? false,
     };
     for (const segments of compilePattern(pattern, shapeOptions)) builder.insert(segments, template);
   });
   const trie = builder.seal();
-  const lookup = createLookup(trie.root, trie.maxDepth, trie.maxCaptures, {
+  const lookup = createLookup(trie.root, trie.maxDepth, trie.maxCaptures, methodBits, {
     caseSensitive,
     ignoreTrailingSlash,
     ignoreDuplicateSlashes,
@@ -161,6 +179,7 @@ function createLookup(
   root: TrieNode,
   maxDepth: number,
   maxCaptures: number,
+  methodBits: ReadonlyMap<string, number>,
   options: LookupOptions,
 ): (path: string, method?: string, host?: string) => RouteMatch<unknown> | null {
   const { caseSensitive, ignoreTrailingSlash, ignoreDuplicateSlashes, maxParamLength } = options;
@@ -171,11 +190,17 @@ function createLookup(
   const segEscaped = new Uint8Array(cap);
   const capStart = new Int32Array(maxCaptures + 1);
   const capEnd = new Int32Array(maxCaptures + 1);
+  // A short array beats a Map for the handful of methods a route table uses.
+  const methodNames = [...methodBits.keys()];
+  const methodMasks = [...methodBits.values()];
   // Per-lookup state; lookups are synchronous and never call out, so sharing it is safe.
   let path = '';
   let segCount = 0;
+  /** Some recorded segment holds a `%`; when 0, no capture needs decoding. */
+  let anyEscaped = 0;
   let restEnd = 0;
   let reqMethod: string | undefined;
+  let reqMethodBit = 0;
   let reqHost: string | undefined;
 
   function scan(input: string): void {
@@ -186,6 +211,7 @@ function createLookup(
     let hash = 0;
     let escaped = 0;
     let end = length;
+    anyEscaped = 0;
     for (let i = 1; ; i++) {
       const c = i < length ? input.charCodeAt(i) : QUESTION;
       if (c === SLASH || c === QUESTION || c === HASH) {
@@ -198,6 +224,7 @@ function createLookup(
           segEnd[recorded] = i;
           segHash[recorded] = hash;
           segEscaped[recorded] = escaped;
+          anyEscaped |= escaped;
           recorded++;
         }
         total++;
@@ -221,6 +248,14 @@ function createLookup(
       while (ignoreDuplicateSlashes && restEnd > 1 && input.charCodeAt(restEnd - 1) === SLASH) restEnd--;
     }
     segCount = Math.min(total, recorded);
+  }
+
+  function findOnlyStatic(label: string, d: number, start: number, end: number): boolean {
+    if (caseSensitive && segEscaped[d] === 0)
+      return label.length === end - start && path.startsWith(label, start);
+    let key = path.slice(start, end);
+    if (segEscaped[d] === 1) key = safeDecode(key);
+    return (caseSensitive ? key : asciiLower(key)) === label;
   }
 
   function findStatic(
@@ -302,7 +337,14 @@ function createLookup(
   function pick(entries: AnyEntry[]): AnyEntry | null {
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i] as AnyEntry;
-      if (entry.methods !== null && reqMethod !== undefined && !entry.methods.includes(reqMethod)) continue;
+      const mask = entry.methodMask;
+      if (mask !== ANY_METHOD && reqMethod !== undefined) {
+        if (
+          mask === LIST_ONLY ? !(entry.methods as string[]).includes(reqMethod) : (mask & reqMethodBit) === 0
+        ) {
+          continue;
+        }
+      }
       if (entry.hostLabel !== null && reqHost !== undefined && !hostMatches(entry, reqHost)) continue;
       return entry;
     }
@@ -313,7 +355,10 @@ function createLookup(
     if (d >= segCount) return node.entries === null ? null : pick(node.entries);
     const start = segStart[d] as number;
     const end = segEnd[d] as number;
-    if (node.statics !== null) {
+    if (node.staticChild !== null && findOnlyStatic(node.staticLabel, d, start, end)) {
+      const found = walk(node.staticChild, d + 1);
+      if (found !== null) return found;
+    } else if (node.statics !== null) {
       const child = findStatic(node.statics, d, start, end);
       if (child !== null) {
         const found = walk(child, d + 1);
@@ -359,6 +404,15 @@ function createLookup(
     if (typeof input !== 'string' || input.charCodeAt(0) !== SLASH) return null;
     path = input;
     reqMethod = typeof method === 'string' ? method : undefined;
+    reqMethodBit = 0;
+    if (reqMethod !== undefined) {
+      for (let i = 0; i < methodNames.length; i++) {
+        if (methodNames[i] === reqMethod) {
+          reqMethodBit = methodMasks[i] as number;
+          break;
+        }
+      }
+    }
     reqHost = typeof host === 'string' ? host : undefined;
     scan(input);
     const entry = walk(root, 0);
@@ -370,7 +424,11 @@ function createLookup(
       for (let i = 0; i < names.length; i++) {
         const raw = input.slice(capStart[i], capEnd[i]);
         params[names[i] as string] =
-          i === wildcardSlot ? wildcardValue(raw) : raw.includes('%') ? safeDecode(raw) : raw;
+          i === wildcardSlot
+            ? wildcardValue(raw)
+            : anyEscaped === 1 && raw.includes('%')
+              ? safeDecode(raw)
+              : raw;
       }
       result = { pattern: entry.pattern, params, data: entry.data };
     }

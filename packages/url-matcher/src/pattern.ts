@@ -28,6 +28,8 @@ type Part = { type: 'text'; value: string } | { type: 'param' | 'wildcard'; name
 
 /** path-to-regexp's own ceiling on optional-group expansion; we keep it so both agree on what is valid. */
 const MAX_ALTERNATIVES = 256;
+/** Keeps the trie (and the recursion that walks it) shallow enough for any stack. */
+export const MAX_SEGMENTS = 1000;
 
 /**
  * Parses `pattern` with path-to-regexp's parser and expands optional groups into alternatives,
@@ -100,6 +102,13 @@ function toSegments(flat: readonly FlatToken[], pattern: string, options: ShapeO
   }
   // An alternative with no tokens at all (e.g. the "absent" side of `{/:lang}`) means the root path.
   if (raw.length === 0) raw.push([]);
+  if (raw.length > MAX_SEGMENTS) {
+    throw new PatternError(
+      'HTTPMESH_PATTERN_UNSUPPORTED',
+      `Pattern ${JSON.stringify(pattern)} has more than ${MAX_SEGMENTS} segments`,
+      { pattern, position: 0 },
+    );
+  }
 
   const seen = new Set<string>();
   const segments: SegmentShape[] = [];

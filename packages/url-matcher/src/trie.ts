@@ -10,6 +10,11 @@ export interface Entry<T> {
   readonly data: T | undefined;
   /** Upper-case method names, or null for any method. */
   readonly methods: readonly string[] | null;
+  /**
+   * The same methods as bits of the matcher's method table, so the per-request check is one AND:
+   * ANY_METHOD for any method, LIST_ONLY when some method got no bit (more than 30 distinct methods).
+   */
+  readonly methodMask: number;
   /** Exact host, or `.example.com` for `*.example.com`; null for any host. Lower-case. */
   readonly hostLabel: string | null;
   readonly hostWildcard: boolean;
@@ -33,6 +38,9 @@ export interface CompositeEdge {
   readonly key: string;
 }
 
+export const ANY_METHOD = -1;
+export const LIST_ONLY = -2;
+
 // biome-ignore lint/suspicious/noExplicitAny: the trie is data-agnostic; Entry<T> is restored at the API edge.
 export type AnyEntry = Entry<any>;
 
@@ -40,8 +48,11 @@ export type AnyEntry = Entry<any>;
 export class TrieNode {
   /** Number of capture slots filled on the way to this node; the next capture goes in slot `caps`. */
   readonly caps: number;
-  /** Static children by label hash (built by `seal`). */
+  /** Static children by label hash (built by `seal`) when there are two or more. */
   statics: Map<number, StaticEdge> | null = null;
+  /** The only static child, kept out of a Map because most nodes have exactly one. */
+  staticLabel = '';
+  staticChild: TrieNode | null = null;
   /** Parameters mixed with text in one segment, most specific first. */
   composites: CompositeEdge[] | null = null;
   /** `:name` filling the whole segment. */
@@ -163,7 +174,13 @@ function describeScope(a: AnyEntry, b: AnyEntry): string {
 }
 
 function sealNode(node: TrieNode): void {
-  if (node.staticLabels.size > 0) {
+  if (node.staticLabels.size === 1) {
+    for (const [label, child] of node.staticLabels) {
+      node.staticLabel = label;
+      node.staticChild = child;
+      sealNode(child);
+    }
+  } else if (node.staticLabels.size > 1) {
     const table = new Map<number, StaticEdge>();
     // Sorted so the hash chains, like everything else, do not depend on insertion order.
     for (const label of [...node.staticLabels.keys()].sort()) {
