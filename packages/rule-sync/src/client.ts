@@ -61,7 +61,7 @@ export interface RuleSyncClientOptions {
   validate?: (update: CandidateUpdate) => void | Promise<void>;
   /** File holding the last good configuration (written atomically with a checksum). */
   persistPath?: string;
-  backoff?: { initialMs?: number; maxMs?: number; multiplier?: number; jitter?: number };
+  backoff?: BackoffOptions;
   heartbeatIntervalMs?: number;
   /** The stream is dropped when the server is silent (no echo) this long. Default 3 heartbeats. */
   heartbeatTimeoutMs?: number;
@@ -113,6 +113,31 @@ class Outbox implements AsyncIterable<SidecarMessage> {
       this.wake = undefined;
     }
   }
+}
+
+export interface BackoffOptions {
+  initialMs?: number;
+  maxMs?: number;
+  multiplier?: number;
+  /** Fraction of the delay removed at random (0 = none, 1 = "full jitter"). */
+  jitter?: number;
+}
+
+/**
+ * Delay before reconnect attempt `attempt` (0-based): exponential, capped, minus a random share so that
+ * many sidecars cut at the same moment do not reconnect in lockstep.
+ */
+export function backoffDelay(
+  attempt: number,
+  options: BackoffOptions = {},
+  random: () => number = Math.random,
+): number {
+  const initialMs = options.initialMs ?? 250;
+  const maxMs = options.maxMs ?? 15_000;
+  const multiplier = options.multiplier ?? 2;
+  const jitter = options.jitter ?? 0.5;
+  const base = Math.min(maxMs, initialMs * multiplier ** attempt);
+  return base * (1 - jitter * random());
 }
 
 function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
@@ -237,11 +262,6 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
   }
 
   private async run(): Promise<void> {
-    const backoff = this.options.backoff ?? {};
-    const initialMs = backoff.initialMs ?? 250;
-    const maxMs = backoff.maxMs ?? 15_000;
-    const multiplier = backoff.multiplier ?? 2;
-    const jitter = backoff.jitter ?? 0.5;
     let attempt = 0;
     let index = 0;
     const signal = this.lifetime.signal;
@@ -251,10 +271,9 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
       const progressed = await this.session(address);
       if (signal.aborted) break;
       if (progressed) attempt = 0;
-      const base = Math.min(maxMs, initialMs * multiplier ** attempt);
-      attempt++;
       // Jitter spreads reconnects of many sidecars after a control-plane restart.
-      await abortableDelay(base * (1 - jitter * Math.random()), signal);
+      await abortableDelay(backoffDelay(attempt, this.options.backoff, Math.random), signal);
+      attempt++;
     }
   }
 

@@ -1,6 +1,12 @@
-export { createRuleSyncClient, METRICS_SNAPSHOT_CONTENT_TYPE, RuleSyncClient } from './client.js';
+export {
+  backoffDelay,
+  createRuleSyncClient,
+  METRICS_SNAPSHOT_CONTENT_TYPE,
+  RuleSyncClient,
+} from './client.js';
 export type {
   AppliedUpdate,
+  BackoffOptions,
   CandidateUpdate,
   ClientEvents,
   RuleSyncClientOptions,

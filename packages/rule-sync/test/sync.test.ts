@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import type { CandidateUpdate } from '../src/index.js';
+import { backoffDelay, type CandidateUpdate } from '../src/index.js';
 import { INTERCEPT, interceptRule, ROUTES, routeSet, waitFor } from './helpers.js';
 import { domains, GROUP, makeClient, startServer } from './setup.js';
 
@@ -215,5 +215,32 @@ describe('debounce', () => {
     );
     expect(published[0]! - started).toBeLessThan(1_500);
     expect(i).toBeGreaterThan(3);
+  });
+});
+
+describe('reconnect', () => {
+  test('backoff grows exponentially up to the cap, with jitter taken off the top', () => {
+    const opts = { initialMs: 100, maxMs: 1_000, multiplier: 2, jitter: 0.5 };
+    expect([0, 1, 2, 3, 4, 5].map((a) => backoffDelay(a, opts, () => 0))).toEqual([
+      100, 200, 400, 800, 1_000, 1_000,
+    ]);
+    expect(backoffDelay(2, opts, () => 1)).toBe(200);
+    expect(backoffDelay(2, opts, () => 0.5)).toBe(300);
+    expect(backoffDelay(0, { initialMs: 100, jitter: 1 }, () => 1)).toBe(0);
+  });
+
+  test('the client cycles through control-plane addresses until one answers', async () => {
+    const dead = await startServer();
+    await dead.server.close(100);
+    const { server, address } = await startServer();
+    server.setResources(GROUP, [interceptRule('a', 'a.partner.com')]);
+    server.flush();
+    const client = makeClient([dead.address, address], { subscriptions: [INTERCEPT] });
+    const events: string[] = [];
+    client.on('disconnected', (a) => events.push(`down ${a}`));
+    client.on('connected', (a) => events.push(`up ${a}`));
+    await client.start();
+    await waitFor(() => client.version(INTERCEPT) === server.resources(GROUP, INTERCEPT).systemVersion);
+    expect(events).toEqual([`down ${dead.address}`, `up ${address}`]);
   });
 });
