@@ -322,3 +322,112 @@ describe('secureContextFor over real TLS', () => {
     );
   });
 });
+
+describe('leaf encoding edge cases', () => {
+  test.skipIf(needsOpenssl)('P-384 and RSA-3072 CAs sign leaves OpenSSL verifies', async () => {
+    for (const keyAlgorithm of ['ECDSA-P384', 'RSA-3072'] as const) {
+      const ca = await CertificateAuthority.create({ commonName: `edge ${keyAlgorithm}`, keyAlgorithm });
+      const leaf = await ca.issueLeaf(['edge.test']);
+      expect(opensslVerify(ca.certPem, leaf.certPem, undefined, ['-purpose', 'sslserver']).ok).toBe(true);
+      expect(opensslText(leaf.certPem)).toContain(
+        keyAlgorithm === 'ECDSA-P384' ? 'ecdsa-with-SHA384' : 'sha256WithRSAEncryption',
+      );
+    }
+  });
+
+  test.skipIf(needsOpenssl)('IPv6 forms and IP-only leaves encode correctly', async () => {
+    const ca = await CertificateAuthority.create({ commonName: 'v6' });
+    const leaf = await ca.issueLeaf([
+      '::',
+      '::1',
+      '1::',
+      'fe80::1:2',
+      '2001:db8:0:0:1:0:0:1',
+      '255.255.255.255',
+    ]);
+    const cert = new X509Certificate(leaf.certPem);
+    expect(cert.subjectAltName).toBe(
+      'IP Address:0:0:0:0:0:0:0:0, IP Address:0:0:0:0:0:0:0:1, IP Address:1:0:0:0:0:0:0:0, ' +
+        'IP Address:FE80:0:0:0:0:0:1:2, IP Address:2001:DB8:0:0:1:0:0:1, IP Address:255.255.255.255',
+    );
+    // No DNS name: the subject is O=httpmesh, never an IP in the CN.
+    expect(cert.subject).toBe('O=httpmesh');
+    expect(cert.checkIP('fe80::1:2')).toBe('fe80::1:2');
+    expect(opensslVerify(ca.certPem, leaf.certPem).ok).toBe(true);
+  });
+
+  test.skipIf(needsOpenssl)(
+    'names longer than 64 characters stay out of the CN but are in the SAN',
+    async () => {
+      const ca = await CertificateAuthority.create({ commonName: 'long' });
+      const longName = `${'a'.repeat(60)}.${'b'.repeat(60)}.example.test`;
+      const leaf = await ca.issueLeaf([longName, 'short.test']);
+      const cert = new X509Certificate(leaf.certPem);
+      expect(cert.subject).toBe('CN=short.test');
+      expect(cert.checkHost(longName)).toBe(longName);
+      expect(opensslVerify(ca.certPem, leaf.certPem).ok).toBe(true);
+    },
+  );
+
+  test.skipIf(needsOpenssl)('validity past 2049 is encoded as GeneralizedTime', async () => {
+    const now = Date.UTC(2049, 11, 20);
+    const ca = await CertificateAuthority.create({ commonName: 'future', clock: () => now });
+    const leaf = await ca.issueLeaf(['future.test']);
+    const cert = new X509Certificate(leaf.certPem);
+    expect(Date.parse(cert.validTo)).toBe(now + 47 * DAY);
+    expect(Date.parse(cert.validFrom)).toBe(now - 3_600_000);
+    const at = String(Math.floor(now / 1000) + 86_400);
+    expect(opensslVerify(ca.certPem, leaf.certPem, undefined, ['-attime', at]).ok).toBe(true);
+  });
+
+  test.skipIf(needsOpenssl)(
+    'leaves from an OpenSSL CA with a PrintableString subject chain to it',
+    async () => {
+      const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+      const { join } = await import('node:path');
+      const { tmpdir } = await import('node:os');
+      const { execFileSync } = await import('node:child_process');
+      const dir = mkdtempSync(join(tmpdir(), 'mitm-ca-printable-'));
+      try {
+        execFileSync(
+          'openssl',
+          [
+            'req',
+            '-x509',
+            '-newkey',
+            'ec',
+            '-pkeyopt',
+            'ec_paramgen_curve:P-256',
+            '-nodes',
+            '-keyout',
+            join(dir, 'k.pem'),
+            '-out',
+            join(dir, 'c.pem'),
+            '-subj',
+            '/C=DE/O=Example Org/CN=Org Root',
+            '-days',
+            '30',
+            '-addext',
+            'basicConstraints=critical,CA:TRUE',
+            '-addext',
+            'keyUsage=critical,keyCertSign',
+            '-config',
+            '/dev/null',
+            '-set_serial',
+            '7',
+            '-utf8',
+            '-multivalue-rdn',
+          ],
+          { stdio: 'ignore', env: { ...process.env, OPENSSL_CONF: '/dev/null' } },
+        );
+        const certPem = readFileSync(join(dir, 'c.pem'), 'utf8');
+        const ca = await CertificateAuthority.load(certPem, readFileSync(join(dir, 'k.pem'), 'utf8'));
+        const leaf = await ca.issueLeaf(['org.test']);
+        expect(new X509Certificate(leaf.certPem).issuer).toBe(new X509Certificate(certPem).subject);
+        expect(opensslVerify(certPem, leaf.certPem).ok).toBe(true);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});

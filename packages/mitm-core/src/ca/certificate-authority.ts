@@ -10,12 +10,11 @@ import {
   ExtendedKeyUsageExtension,
   KeyUsageFlags,
   KeyUsagesExtension,
-  SubjectAlternativeNameExtension,
   SubjectKeyIdentifierExtension,
   X509Certificate,
   X509CertificateGenerator,
 } from './x509.js';
-import type { Extension, JsonGeneralName, JsonName } from './x509.js';
+import type { Extension, JsonName } from './x509.js';
 import { defaultCryptoProvider } from './crypto-provider.js';
 import type { WebCryptoProvider } from './crypto-provider.js';
 import {
@@ -28,6 +27,8 @@ import {
   CaOptionsInvalidError,
 } from './errors.js';
 import { normalizeHostname } from './hostname.js';
+import { encodeCertificate, encodeTbsCertificate, subjectNameDer } from './leaf-der.js';
+import type { LeafTemplate, SignatureKind } from './leaf-der.js';
 import type { NormalizedName } from './hostname.js';
 import {
   assertNamePermitted,
@@ -133,9 +134,8 @@ interface ResolvedPolicy {
 }
 
 interface LeafKey {
-  readonly keys: CryptoKeyPair;
   readonly keyPem: string;
-  readonly extensions: readonly Extension[];
+  readonly template: LeafTemplate;
 }
 
 interface KeyAlgorithmSpec {
@@ -167,6 +167,12 @@ function keyAlgorithmSpec(algorithm: CaKeyAlgorithm | LeafKeyAlgorithm): KeyAlgo
     default:
       throw new CaOptionsInvalidError(`unsupported key algorithm ${JSON.stringify(algorithm)}`);
   }
+}
+
+function signatureKindOf(algorithm: CaKeyAlgorithm): SignatureKind {
+  if (algorithm === 'ECDSA-P256') return 'ecdsa-sha256';
+  if (algorithm === 'ECDSA-P384') return 'ecdsa-sha384';
+  return 'rsa-sha256';
 }
 
 /** Maps a parsed (private or public) key to the WebCrypto algorithm we sign with. */
@@ -249,6 +255,7 @@ interface CaState {
   readonly chainPems: readonly string[];
   readonly signingKey: CryptoKey;
   readonly signingAlgorithm: webcrypto.Algorithm | webcrypto.EcdsaParams;
+  readonly signatureKind: SignatureKind;
   readonly subjectKeyId: string;
   readonly constraints: readonly NameConstraintSet[];
   /** Remaining intermediate levels this CA may create; undefined = unlimited. */
@@ -290,7 +297,8 @@ export class CertificateAuthority {
     }
     const policy = resolvePolicy(options);
     const validityDays = checkDays('validityDays', options.validityDays, 3650, MAX_CA_DAYS);
-    const spec = keyAlgorithmSpec(options.keyAlgorithm ?? 'ECDSA-P256');
+    const algorithm = options.keyAlgorithm ?? 'ECDSA-P256';
+    const spec = keyAlgorithmSpec(algorithm);
     const crypto = toPeculiarCrypto(policy.crypto);
     const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
       'sign',
@@ -323,6 +331,7 @@ export class CertificateAuthority {
       chainPems: [],
       signingKey: keys.privateKey,
       signingAlgorithm: spec.sign,
+      signatureKind: signatureKindOf(algorithm),
       subjectKeyId: ski.keyId,
       constraints: [],
       pathLength: undefined,
@@ -409,6 +418,7 @@ export class CertificateAuthority {
         .map((item) => item.pem),
       signingKey,
       signingAlgorithm: spec.sign,
+      signatureKind: signatureKindOf(algorithm),
       subjectKeyId,
       constraints,
       pathLength: basic.pathLength,
@@ -548,9 +558,9 @@ export class CertificateAuthority {
     const now = policy.clock();
     const validityDays = checkDays('validityDays', options.validityDays, 365, MAX_CA_DAYS);
     const notAfter = Math.min(now + validityDays * DAY_MS, state.cert.notAfter.getTime());
-    const spec = keyAlgorithmSpec(
-      options.keyAlgorithm ?? algorithmOfKey(new NodeX509Certificate(state.certPem).publicKey),
-    );
+    const algorithm =
+      options.keyAlgorithm ?? algorithmOfKey(new NodeX509Certificate(state.certPem).publicKey);
+    const spec = keyAlgorithmSpec(algorithm);
     const crypto = toPeculiarCrypto(policy.crypto);
     const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
       'sign',
@@ -588,6 +598,7 @@ export class CertificateAuthority {
       chainPems: isSelfSigned(state.cert) ? [...state.chainPems] : [state.certPem, ...state.chainPems],
       signingKey: keys.privateKey,
       signingAlgorithm: spec.sign,
+      signatureKind: signatureKindOf(algorithm),
       subjectKeyId: ski.keyId,
       constraints: own === null ? state.constraints : [own, ...state.constraints],
       pathLength: 0,
@@ -625,18 +636,21 @@ export class CertificateAuthority {
   }
 
   async #generateLeafKey(): Promise<LeafKey> {
-    const { policy, subjectKeyId } = this.#state;
+    const { policy, subjectKeyId, cert, signatureKind } = this.#state;
     const spec = keyAlgorithmSpec(policy.leafKeyAlgorithm);
     const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
       'sign',
       'verify',
     ])) as CryptoKeyPair;
-    const der = await policy.crypto.subtle.exportKey('pkcs8', keys.privateKey);
+    const [pkcs8, spki] = await Promise.all([
+      policy.crypto.subtle.exportKey('pkcs8', keys.privateKey),
+      policy.crypto.subtle.exportKey('spki', keys.publicKey),
+    ]);
     const usages =
       policy.leafKeyAlgorithm === 'RSA-2048'
         ? KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment
         : KeyUsageFlags.digitalSignature;
-    // Everything but the SAN is identical for every leaf, so it is built once per CA.
+    // Everything but serial, validity, CN and SAN is identical for every leaf, so it is encoded once per CA.
     const extensions: Extension[] = [
       new BasicConstraintsExtension(false, undefined, true),
       new KeyUsagesExtension(usages, true),
@@ -644,7 +658,15 @@ export class CertificateAuthority {
       await SubjectKeyIdentifierExtension.create(keys.publicKey, false, toPeculiarCrypto(policy.crypto)),
       new AuthorityKeyIdentifierExtension(subjectKeyId),
     ];
-    return { keys, keyPem: derToPem(der, 'PRIVATE KEY'), extensions };
+    return {
+      keyPem: derToPem(pkcs8, 'PRIVATE KEY'),
+      template: {
+        signature: signatureKind,
+        issuer: subjectNameDer(new Uint8Array(cert.rawData)),
+        subjectPublicKeyInfo: new Uint8Array(spki),
+        extensions: extensions.map((extension) => new Uint8Array(extension.rawData)),
+      },
+    };
   }
 
   async #signLeaf(names: readonly NormalizedName[], leafKey: LeafKey): Promise<IssuedLeaf> {
@@ -653,7 +675,6 @@ export class CertificateAuthority {
     const now = Math.floor(state.policy.clock() / 1000) * 1000;
     const notBefore = new Date(now - HOUR_MS);
     const notAfter = new Date(Math.min(now + state.policy.leafValidityMs, state.cert.notAfter.getTime()));
-    const san: JsonGeneralName[] = names.map((name) => ({ type: name.kind, value: name.value }));
     // CN is the first DNS name (X.520 caps it at 64 characters; the SAN carries the real names anyway). Never an
     // IP: verifiers such as OpenSSL check a CN against dNSName constraints, which an address always violates.
     let commonName = '';
@@ -664,22 +685,17 @@ export class CertificateAuthority {
       }
     }
     const serialNumber = randomSerial();
-    const cert = await X509CertificateGenerator.create(
-      {
-        serialNumber,
-        subject: commonName === '' ? [{ O: ['httpmesh'] }] : [{ CN: [commonName] }],
-        issuer: state.cert.subjectName,
-        notBefore,
-        notAfter,
-        publicKey: leafKey.keys.publicKey,
-        signingKey: state.signingKey,
-        signingAlgorithm: state.signingAlgorithm,
-        extensions: [...leafKey.extensions, new SubjectAlternativeNameExtension(san, false)],
-      },
-      toPeculiarCrypto(state.policy.crypto),
-    );
+    const tbs = encodeTbsCertificate(leafKey.template, {
+      serialHex: serialNumber,
+      notBefore,
+      notAfter,
+      commonName,
+      names,
+    });
+    const signature = await state.policy.crypto.subtle.sign(state.signingAlgorithm, state.signingKey, tbs);
+    const der = encodeCertificate(leafKey.template.signature, tbs, new Uint8Array(signature));
     this.#leavesIssued++;
-    const certPem = ensureTrailingNewline(cert.toString('pem'));
+    const certPem = derToPem(der, 'CERTIFICATE');
     return {
       certPem,
       chainPem: certPem + this.#leafChainSuffix,
