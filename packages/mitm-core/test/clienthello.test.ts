@@ -84,7 +84,10 @@ describe('parseClientHello', () => {
 
   test('an oversized declared ClientHello is refused without waiting for the bytes', () => {
     const header = Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x7f, 0xff, 0xff]);
-    expect(parseClientHello(header, 64 * 1024)).toEqual({ kind: 'invalid', reason: 'ClientHello exceeds size limit' });
+    expect(parseClientHello(header, 64 * 1024)).toEqual({
+      kind: 'invalid',
+      reason: 'ClientHello exceeds size limit',
+    });
   });
 
   test('corrupted extension lengths are invalid, not out-of-bounds reads', () => {

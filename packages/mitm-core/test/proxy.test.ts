@@ -1,5 +1,4 @@
 import { once } from 'node:events';
-import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -40,7 +39,6 @@ beforeAll(async () => {
     upstreamCa: [pki.upstreamCaPem],
     intercept: (host) => host !== '127.0.0.1',
     filters: [recorder],
-    onError: (e) => console.log('proxy error', e.code, e.message),
   });
   proxyPort = (await proxy.listen(0)).port;
 });
@@ -116,7 +114,10 @@ describe('CONNECT interception', () => {
   });
 
   test('HTTP/2 is negotiated with clients offering h2', async () => {
-    const socket = await tlsThroughProxy(proxyPort, 'localhost', upstream.port, pki.proxyCaPem, ['h2', 'http/1.1']);
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', upstream.port, pki.proxyCaPem, [
+      'h2',
+      'http/1.1',
+    ]);
     expect(socket.alpnProtocol).toBe('h2');
     const session = http2.connect(`https://localhost:${upstream.port}`, { createConnection: () => socket });
     const stream = session.request({ ':path': '/h2', ':method': 'POST' });
@@ -126,9 +127,380 @@ describe('CONNECT interception', () => {
     stream.setEncoding('utf8');
     for await (const chunk of stream) body += chunk;
     expect(headers[':status']).toBe(200);
-    const echoed = JSON.parse(body) as { url: string; method: string; bodyBytes: number; headers: Record<string, string> };
+    const echoed = JSON.parse(body) as {
+      url: string;
+      method: string;
+      bodyBytes: number;
+      headers: Record<string, string>;
+    };
     expect(echoed).toMatchObject({ url: '/h2', method: 'POST', bodyBytes: 10 });
     expect(echoed.headers['host']).toBe(`localhost:${upstream.port}`);
     session.close();
+  });
+});
+
+describe('bad input', () => {
+  async function rawToProxy(bytes: string | Buffer): Promise<string> {
+    const socket = net.connect(proxyPort, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write(bytes);
+    let data = '';
+    socket.on('data', (chunk: Buffer) => {
+      data += chunk.toString('latin1');
+    });
+    await once(socket, 'close');
+    return data;
+  }
+
+  test('malformed request line gets 400', async () => {
+    const reply = await rawToProxy('GET\u0000/ nonsense\r\n\r\n');
+    expect(reply.startsWith('HTTP/1.1 400')).toBe(true);
+    expect(reply).toContain('x-httpmesh-error: HTTPMESH_BAD_REQUEST');
+  });
+
+  test('request head over the limit gets 431', async () => {
+    const reply = await rawToProxy(
+      `GET http://127.0.0.1:1/ HTTP/1.1\r\nhost: a\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(reply.startsWith('HTTP/1.1 431')).toBe(true);
+    expect(reply).toContain('HTTPMESH_HEADERS_TOO_LARGE');
+  });
+
+  test('TLS spoken to the plain proxy port gets 400 and a close', async () => {
+    const hello = await new Promise<Buffer>((resolve) => {
+      const capture = net.createServer((s) => s.once('data', (d: Buffer) => resolve(d)));
+      capture.listen(0, '127.0.0.1', () => {
+        const c = tls.connect({
+          port: (capture.address() as net.AddressInfo).port,
+          host: '127.0.0.1',
+          servername: 'x.test',
+        });
+        c.on('error', () => {});
+        c.once('close', () => capture.close());
+        setImmediate(() => setTimeout(() => c.destroy(), 100));
+      });
+    });
+    const reply = await rawToProxy(hello);
+    expect(reply.startsWith('HTTP/1.1 400')).toBe(true);
+  });
+
+  test('malformed CONNECT target gets 400', async () => {
+    const reply = await rawToProxy('CONNECT nohost HTTP/1.1\r\nhost: nohost\r\n\r\n');
+    expect(reply.startsWith('HTTP/1.1 400')).toBe(true);
+  });
+
+  test('garbage that looks like TLS inside a tunnel is dropped and reported', async () => {
+    const tunnel = await connectTunnel(proxyPort, `localhost:${upstream.port}`);
+    tunnel.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x02, 0x00, 0x00, 0x01, 0x00]));
+    await once(tunnel, 'close');
+    expect(tunnel.destroyed).toBe(true);
+  });
+
+  test('plain HTTP inside a tunnel to an intercepted host is proxied as HTTP', async () => {
+    const tunnel = await connectTunnel(proxyPort, `localhost:${plainUpstream.port}`);
+    const response = await get(tunnel, `localhost:${plainUpstream.port}`, '/plain-in-tunnel');
+    expect(response.status).toBe(200);
+    expect((JSON.parse(response.body) as { url: string }).url).toBe('/plain-in-tunnel');
+    tunnel.destroy();
+  });
+
+  test('plain HTTP to a TLS upstream (HTTP on a TLS port) gets a clear 502', async () => {
+    const tunnel = await connectTunnel(proxyPort, `localhost:${upstream.port}`);
+    const response = await get(tunnel, `localhost:${upstream.port}`);
+    expect(response.status).toBe(502);
+    expect(response.headers['x-httpmesh-error']).toMatch(/^HTTPMESH_UPSTREAM_/);
+    tunnel.destroy();
+  });
+
+  test('slow client that never finishes its head gets 408', async () => {
+    const slowProxy = createMitmProxy({ ca: pki.proxyCa, headersTimeoutMs: 300 });
+    const { port } = await slowProxy.listen(0);
+    const socket = net.connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET http://127.0.0.1:1/ HTTP/1.1\r\nhost: a\r\n');
+    let data = '';
+    socket.on('data', (chunk: Buffer) => {
+      data += chunk.toString('latin1');
+    });
+    await once(socket, 'close');
+    expect(data.startsWith('HTTP/1.1 408')).toBe(true);
+    expect(data).toContain('HTTPMESH_HEADERS_TIMEOUT');
+    await slowProxy.close();
+  });
+});
+
+describe('upstream failures', () => {
+  test('unreachable upstream gets 502 HTTPMESH_UPSTREAM_UNREACHABLE', async () => {
+    const closed = net.createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const deadPort = (closed.address() as net.AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', deadPort, pki.proxyCaPem);
+    const response = await get(socket, `localhost:${deadPort}`);
+    expect(response.status).toBe(502);
+    expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_UPSTREAM_UNREACHABLE');
+    expect(response.body).toContain('ECONNREFUSED');
+    socket.destroy();
+  });
+
+  test('upstream certificate from an untrusted CA gets 502 explaining why; per-host opt-out accepts it', async () => {
+    const rogue = await startHttpsUpstream(undefined, { key: pki.rogueKeyPem, cert: pki.rogueCertPem });
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', rogue.port, pki.proxyCaPem);
+    const response = await get(socket, `localhost:${rogue.port}`);
+    expect(response.status).toBe(502);
+    expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_UPSTREAM_CERT_INVALID');
+    expect(response.body).toMatch(/verification failed for localhost/);
+    socket.destroy();
+
+    const lenient = createMitmProxy({ ca: pki.proxyCa, insecureUpstreamHosts: ['localhost'] });
+    const { port } = await lenient.listen(0);
+    const socket2 = await tlsThroughProxy(port, 'localhost', rogue.port, pki.proxyCaPem);
+    expect((await get(socket2, `localhost:${rogue.port}`)).status).toBe(200);
+    socket2.destroy();
+    await lenient.close();
+    await rogue.close();
+  });
+
+  test('upstream reset mid-response breaks the client response and is reported', async () => {
+    const resetting = await startHttpsUpstream(
+      (_req, res) => {
+        res.writeHead(200, { 'content-length': '100000' });
+        res.write(Buffer.alloc(1000, 1), () => res.socket?.destroy());
+      },
+      { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
+    );
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', resetting.port, pki.proxyCaPem);
+    const done = completed.length;
+    await expect(get(socket, `localhost:${resetting.port}`)).rejects.toThrow(/connection closed/);
+    await waitFor(() => completed.slice(done).some((c) => c.summary.errorCode === 'HTTPMESH_UPSTREAM_RESET'));
+    socket.destroy();
+    await resetting.close();
+  });
+
+  test('client abort mid-upload aborts the upstream request and frees everything', async () => {
+    let upstreamAborted = false;
+    let upstreamGotBytes = 0;
+    const sink = await startHttpsUpstream(
+      (req) => {
+        req.on('data', (chunk: Buffer) => {
+          upstreamGotBytes += chunk.length;
+        });
+        req.on('aborted', () => {
+          upstreamAborted = true;
+        });
+        req.on('close', () => {
+          if (!req.complete) upstreamAborted = true;
+        });
+      },
+      { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
+    );
+    const done = completed.length;
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', sink.port, pki.proxyCaPem);
+    socket.write(`POST /upload HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10000000\r\n\r\n`);
+    socket.write(Buffer.alloc(64 * 1024, 7));
+    await waitFor(() => upstreamGotBytes > 0);
+    socket.destroy();
+    await waitFor(() => upstreamAborted);
+    await waitFor(() => completed.slice(done).some((c) => c.summary.errorCode === 'HTTPMESH_CLIENT_ABORTED'));
+    await waitFor(() => sink.server.listenerCount('request') > 0 && proxy.stats.openClientSockets === 0);
+    await sink.close();
+  });
+});
+
+describe('filter chain', () => {
+  test('short-circuit, header mutation, upstream choice, async hooks and completion summary', async () => {
+    const events: string[] = [];
+    const summaries: ExchangeSummary[] = [];
+    const filtered = createMitmProxy({
+      ca: pki.proxyCa,
+      upstreamCa: [pki.upstreamCaPem],
+      filters: [
+        {
+          onRequestHead(exchange) {
+            events.push(`head:${exchange.path}`);
+            if (exchange.path === '/deny') {
+              return { status: 403, headers: { 'x-reason': 'policy' }, body: 'denied' };
+            }
+            exchange.requestHeaders['x-added'] = 'yes';
+            return undefined;
+          },
+        },
+        {
+          async onRequestHead(exchange) {
+            await new Promise((resolve) => setImmediate(resolve));
+            if (exchange.path === '/reroute')
+              exchange.upstream = { ...exchange.upstream, protocol: 'http:', port: plainUpstream.port };
+            return undefined;
+          },
+          async onResponseHead(exchange) {
+            await new Promise((resolve) => setImmediate(resolve));
+            if (exchange.responseHeaders !== undefined) exchange.responseHeaders['x-filtered'] = '1';
+          },
+          onComplete(_exchange, summary) {
+            summaries.push(summary);
+          },
+        },
+      ],
+    });
+    const { port } = await filtered.listen(0);
+    const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+    const denied = await get(socket, 'localhost', '/deny');
+    expect(denied).toMatchObject({ status: 403, body: 'denied' });
+    expect(denied.headers['x-reason']).toBe('policy');
+
+    const ok = await rawRequest(
+      socket,
+      'POST /echo HTTP/1.1\r\nhost: localhost\r\ncontent-length: 5\r\n\r\nhello',
+    );
+    expect(ok.status).toBe(200);
+    expect(ok.headers['x-filtered']).toBe('1');
+    const echoed = JSON.parse(ok.body) as { headers: Record<string, string>; bodyBytes: number };
+    expect(echoed.headers['x-added']).toBe('yes');
+    expect(echoed.bodyBytes).toBe(5);
+
+    const rerouted = await get(socket, 'localhost', '/reroute');
+    expect(rerouted.status).toBe(200);
+    expect((JSON.parse(rerouted.body) as { url: string }).url).toBe('/reroute');
+    await waitFor(() => summaries.length === 3);
+    const [deny, post] = summaries as [ExchangeSummary, ExchangeSummary];
+    expect(deny.status).toBe(403);
+    expect(deny.timings.upstreamConnect).toBeUndefined();
+    expect(post.requestBodyBytes).toBe(5);
+    expect(post.responseBodyBytes).toBe(ok.body.length);
+    const t = post.timings;
+    expect(t.start).toBeLessThanOrEqual(t.upstreamConnect as number);
+    expect(t.upstreamConnect as number).toBeLessThanOrEqual(t.firstByte as number);
+    expect(t.firstByte as number).toBeLessThanOrEqual(t.end as number);
+    expect(events).toEqual(['head:/deny', 'head:/echo', 'head:/reroute']);
+
+    // Swap the chain at run time: the new rule applies to the next request on the same connection.
+    filtered.setFilters([{ onRequestHead: () => ({ status: 429, body: 'slow down' }) }]);
+    expect((await get(socket, 'localhost', '/echo')).status).toBe(429);
+    filtered.setFilters([]);
+    expect((await get(socket, 'localhost', '/echo')).status).toBe(200);
+    socket.destroy();
+    await filtered.close();
+  });
+
+  test('a throwing filter gives 500 HTTPMESH_FILTER_FAILED, not a crash', async () => {
+    const broken = createMitmProxy({
+      ca: pki.proxyCa,
+      upstreamCa: [pki.upstreamCaPem],
+      filters: [
+        {
+          onRequestHead() {
+            throw new Error('boom');
+          },
+        },
+      ],
+    });
+    const { port } = await broken.listen(0);
+    const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+    const response = await get(socket, 'localhost');
+    expect(response.status).toBe(500);
+    expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_FILTER_FAILED');
+    socket.destroy();
+    await broken.close();
+  });
+});
+
+describe('pinning, WebSocket and transparent mode', () => {
+  test('a client that rejects our certificate makes later connections to that host pass through', async () => {
+    const pinProxy = createMitmProxy({
+      ca: pki.proxyCa,
+      upstreamCa: [pki.upstreamCaPem],
+      handshakeTimeoutMs: 300,
+    });
+    const { port } = await pinProxy.listen(0);
+    // A "pinning" client: trusts only the real upstream CA.
+    await expect(tlsThroughProxy(port, 'localhost', upstream.port, pki.upstreamCaPem)).rejects.toThrow();
+    await waitFor(() => pinProxy.stats.pinnedHosts === 1);
+    const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.upstreamCaPem);
+    expect(socket.getPeerCertificate().issuer.CN).toBe('httpmesh test upstream CA');
+    socket.destroy();
+    await pinProxy.close();
+
+    const noPinning = createMitmProxy({
+      ca: pki.proxyCa,
+      pinning: { enabled: false },
+      handshakeTimeoutMs: 300,
+    });
+    const second = await noPinning.listen(0);
+    await expect(
+      tlsThroughProxy(second.port, 'localhost', upstream.port, pki.upstreamCaPem),
+    ).rejects.toThrow();
+    await waitFor(() => noPinning.stats.openClientSockets === 0);
+    await expect(
+      tlsThroughProxy(second.port, 'localhost', upstream.port, pki.upstreamCaPem),
+    ).rejects.toThrow();
+    expect(noPinning.stats.pinnedHosts).toBe(0);
+    await noPinning.close();
+  });
+
+  test('WebSocket upgrade is proxied end to end through an intercepted tunnel', async () => {
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', upstream.port, pki.proxyCaPem);
+    socket.write(
+      'GET /ws HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: Upgrade\r\n' +
+        'sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n',
+    );
+    let data = Buffer.alloc(0);
+    const read = async (predicate: () => boolean): Promise<void> => {
+      while (!predicate()) {
+        const [chunk] = (await once(socket, 'data')) as [Buffer];
+        data = Buffer.concat([data, chunk]);
+      }
+    };
+    await read(() => data.includes('\r\n\r\n'));
+    const headEnd = data.indexOf('\r\n\r\n') + 4;
+    expect(data.subarray(0, headEnd).toString()).toContain('HTTP/1.1 101');
+    expect(data.subarray(0, headEnd).toString().toLowerCase()).toContain(
+      'sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=',
+    );
+    data = data.subarray(headEnd);
+    const payload = Buffer.from('ping through mesh');
+    const mask = Buffer.from([1, 2, 3, 4]);
+    const masked = Buffer.from(payload.map((b, i) => b ^ (mask[i % 4] as number)));
+    socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]));
+    await read(() => data.length >= 2 + payload.length);
+    expect(data[0]).toBe(0x81);
+    expect(data.subarray(2, 2 + payload.length).toString()).toBe('ping through mesh');
+    socket.destroy();
+  });
+
+  test('transparent mode: handleConnection intercepts by SNI and dials the original destination', async () => {
+    const redirector = net.createServer((socket) =>
+      proxy.handleConnection(socket, { host: '127.0.0.1', port: upstream.port }),
+    );
+    redirector.listen(0, '127.0.0.1');
+    await once(redirector, 'listening');
+    const port = (redirector.address() as net.AddressInfo).port;
+    const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.proxyCaPem });
+    await once(socket, 'secureConnect');
+    expect(socket.getPeerCertificate().issuer.CN).toBe('httpmesh test proxy CA');
+    const response = await get(socket, 'localhost', '/transparent');
+    expect(response.status).toBe(200);
+    expect((JSON.parse(response.body) as { url: string }).url).toBe('/transparent');
+    socket.destroy();
+
+    // No SNI: the certificate is minted for the original destination IP (an explicitly intercepted IP).
+    const ipProxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
+    const ipRedirector = net.createServer((s) =>
+      ipProxy.handleConnection(s, { host: '127.0.0.1', port: upstream.port }),
+    );
+    ipRedirector.listen(0, '127.0.0.1');
+    await once(ipRedirector, 'listening');
+    const ipSocket = tls.connect({
+      host: '127.0.0.1',
+      port: (ipRedirector.address() as net.AddressInfo).port,
+      ca: pki.proxyCaPem,
+    });
+    await once(ipSocket, 'secureConnect');
+    expect(ipSocket.getPeerCertificate().subjectaltname).toContain('IP Address:127.0.0.1');
+    expect((await get(ipSocket, '127.0.0.1', '/no-sni')).status).toBe(200);
+    ipSocket.destroy();
+    ipRedirector.close();
+    await ipProxy.close();
+    redirector.close();
   });
 });

@@ -51,7 +51,8 @@ export function parseClientHello(
   let offset = 0;
   while (true) {
     if (offset + 5 > bytes.length) break;
-    if (bytes[offset] !== RECORD_HANDSHAKE) return invalid('non-handshake record before ClientHello completed');
+    if (bytes[offset] !== RECORD_HANDSHAKE)
+      return invalid('non-handshake record before ClientHello completed');
     if (bytes[offset + 1] !== 0x03) return invalid('unsupported record version');
     const recordLength = ((bytes[offset + 3] as number) << 8) | (bytes[offset + 4] as number);
     if (recordLength === 0 || recordLength > MAX_RECORD_LENGTH) return invalid('bad record length');
@@ -159,8 +160,7 @@ function decodeHostName(body: Uint8Array, start: number, end: number): string | 
   for (let i = start; i < end; i++) {
     let c = body[i] as number;
     if (c >= 0x41 && c <= 0x5a) c += 0x20; // lower-case
-    const ok =
-      (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f;
+    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f;
     if (!ok) return null;
     out += String.fromCharCode(c);
   }

@@ -13,7 +13,11 @@ export class MitmProxyError extends Error {
 
 export class UpstreamCertificateError extends MitmProxyError {
   constructor(host: string, reason: string, options?: { cause?: unknown }) {
-    super('HTTPMESH_UPSTREAM_CERT_INVALID', `upstream TLS verification failed for ${host}: ${reason}`, options);
+    super(
+      'HTTPMESH_UPSTREAM_CERT_INVALID',
+      `upstream TLS verification failed for ${host}: ${reason}`,
+      options,
+    );
     this.name = 'UpstreamCertificateError';
   }
 }
@@ -118,7 +122,8 @@ export function classifyUpstreamError(error: unknown, host: string, headersSent:
   if (error instanceof MitmProxyError) return error;
   const code = codeOf(error) ?? '';
   const message = error instanceof Error ? error.message : String(error);
-  if (CERT_ERROR_CODES.has(code)) return new UpstreamCertificateError(host, `${code}: ${message}`, { cause: error });
+  if (CERT_ERROR_CODES.has(code))
+    return new UpstreamCertificateError(host, `${code}: ${message}`, { cause: error });
   if (headersSent) return new UpstreamResetError(host, `${code || 'error'}: ${message}`, { cause: error });
   if (UNREACHABLE_CODES.has(code) || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return code === 'UND_ERR_CONNECT_TIMEOUT'

@@ -111,14 +111,20 @@ interface TunnelTarget {
 
 /** Attached to client sockets so request handlers know where the connection was going. */
 const kTarget = Symbol('httpmesh.target');
+interface CarriedTarget extends TunnelTarget {
+  tls: boolean;
+  /** Set once a request arrived; a TLS connection closed without one may be a pinning client. */
+  served?: boolean;
+}
 interface TargetCarrier {
-  [kTarget]?: TunnelTarget & { tls: boolean };
+  [kTarget]?: CarriedTarget;
 }
 
 type ClientRequest = IncomingMessage | Http2ServerRequest;
 type ClientResponse = ServerResponse | Http2ServerResponse;
 
 const CONNECT_ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+const CONNECT_PREFIX = Buffer.from('CONNECT ');
 const ERROR_HEADER = 'x-httpmesh-error';
 
 let nextExchangeId = 1;
@@ -204,7 +210,10 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   const headersTimeoutMs = options.headersTimeoutMs ?? 30_000;
   const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
   const pinningEnabled = options.pinning?.enabled ?? true;
-  const pinned = new PinnedHostMemory(options.pinning?.maxHosts ?? 10_000, options.pinning?.ttlMs ?? 3_600_000);
+  const pinned = new PinnedHostMemory(
+    options.pinning?.maxHosts ?? 10_000,
+    options.pinning?.ttlMs ?? 3_600_000,
+  );
   const insecureHosts = new Set((options.insecureUpstreamHosts ?? []).map((h) => h.toLowerCase()));
   const reportError = options.onError ?? (() => {});
   const http2Enabled = options.http2 ?? true;
@@ -320,16 +329,20 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     connectionsCheckingInterval: serverTimeouts.connectionsCheckingInterval,
     maxHeaderSize,
   });
-  tlsServer.on('request', (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | ServerResponse) =>
-    handleRequest(req, res),
+  tlsServer.on(
+    'request',
+    (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | ServerResponse) =>
+      handleRequest(req, res),
   );
-  tlsServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(req, socket, head));
+  tlsServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    handleUpgrade(req, socket, head),
+  );
   tlsServer.on('clientError', onClientError);
   tlsServer.on('tlsClientError', onHandshakeError);
   tlsServer.on('secureConnection', (tlsSocket: TLSSocket) => {
     trackSocket(tlsSocket);
     const carrier = targetOf(tlsSocket);
-    if (pinningEnabled && carrier !== undefined) watchSilentClose(tlsSocket, carrier.host);
+    if (pinningEnabled && carrier !== undefined) watchSilentClose(tlsSocket, carrier);
   });
   tlsServer.on('sessionError', () => {});
   tlsServer.on('error', () => {});
@@ -356,7 +369,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   async function handleTunnel(socket: Socket, target: TunnelTarget): Promise<void> {
     trackSocket(socket);
     socket.on('error', () => socket.destroy());
-    const { parse, ended } = await peekClientHello(socket, handshakeTimeoutMs, DEFAULT_MAX_CLIENT_HELLO_BYTES);
+    const { parse, ended } = await peekClientHello(
+      socket,
+      handshakeTimeoutMs,
+      DEFAULT_MAX_CLIENT_HELLO_BYTES,
+    );
     if (socket.destroyed) return;
     switch (parse.kind) {
       case 'client-hello': {
@@ -446,7 +463,12 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   function onHandshakeError(error: Error & { code?: string }, tlsSocket: TLSSocket): void {
     const carrier = targetOf(tlsSocket);
     const host = carrier?.host ?? (tlsSocket.servername || 'unknown');
-    if (pinningEnabled && carrier !== undefined && typeof error.code === 'string' && error.code.includes('ALERT')) {
+    // An alert means the client refused our certificate (OpenSSL, curl, Python, Java, browsers).
+    // Clients that verify after the handshake (Node) just drop the connection mid-handshake: a reset,
+    // or a FIN that node's TLS server only surfaces when the handshake timeout fires.
+    const code = error.code ?? '';
+    const rejected = code.includes('ALERT') || code === 'ECONNRESET' || code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
+    if (pinningEnabled && carrier !== undefined && rejected) {
       pinned.remember(host);
     }
     reportError(new ClientHandshakeError(host, error.code ?? error.message, { cause: error }));
@@ -457,10 +479,10 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
    * Clients that validate after the handshake (Node, Go with TLS 1.3) close without an alert.
    * A connection closed with zero application bytes right after the handshake counts as a rejection.
    */
-  function watchSilentClose(tlsSocket: TLSSocket, host: string): void {
+  function watchSilentClose(tlsSocket: TLSSocket, carrier: CarriedTarget): void {
     const startedAt = performance.now();
     tlsSocket.once('close', () => {
-      if (tlsSocket.bytesRead === 0 && performance.now() - startedAt < 1_000) pinned.remember(host);
+      if (carrier.served !== true && performance.now() - startedAt < 1_000) pinned.remember(carrier.host);
     });
   }
 
@@ -468,7 +490,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
 
   function resolveTarget(
     req: ClientRequest,
-    carrier: (TunnelTarget & { tls: boolean }) | undefined,
+    carrier: CarriedTarget | undefined,
   ): { upstream: UpstreamTarget; path: string; authority: string } | BadRequestError {
     const url = req.url ?? '';
     const h2 = req.httpVersionMajor === 2;
@@ -509,14 +531,19 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     return new BadRequestError('a proxy request needs an absolute URI (http://host/path) or CONNECT');
   }
 
-  function sendImmediate(res: ClientResponse, response: ImmediateResponse, state: ExchangeState | undefined): void {
+  function sendImmediate(
+    res: ClientResponse,
+    response: ImmediateResponse,
+    state: ExchangeState | undefined,
+  ): void {
     if (state !== undefined) state.status = response.status;
     if (res.headersSent) {
       res.destroy();
       return;
     }
     const body = response.body;
-    const length = body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    const length =
+      body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
     const headers = { ...response.headers, 'content-length': length };
     (res as ServerResponse).writeHead(response.status, headers);
     if (state !== undefined) state.responseBodyBytes = length;
@@ -537,6 +564,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     exchanges++;
     const socket = (req.socket ?? undefined) as Socket | undefined;
     const carrier = socket === undefined ? undefined : targetOf(socket);
+    if (carrier !== undefined) carrier.served = true;
     const resolved = resolveTarget(req, carrier);
     if (resolved instanceof BadRequestError) {
       sendImmediate(res, errorResponse(resolved), undefined);
@@ -606,7 +634,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     complete(state, chain, error);
   }
 
-  function complete(state: ExchangeState, chain: readonly ExchangeFilter[], error: MitmProxyError | undefined): void {
+  function complete(
+    state: ExchangeState,
+    chain: readonly ExchangeFilter[],
+    error: MitmProxyError | undefined,
+  ): void {
     if (state.timings.end !== undefined) return;
     state.timings.end = performance.now();
     if (chain.length === 0) return;
@@ -649,7 +681,8 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     chain: readonly ExchangeFilter[],
   ): void {
     const upstream = state.upstream;
-    if (upstream.address !== undefined) addressOverrides.set(`${upstream.host}:${upstream.port}`, upstream.address);
+    if (upstream.address !== undefined)
+      addressOverrides.set(`${upstream.host}:${upstream.port}`, upstream.address);
     const withBody = hasRequestBody(req);
     const body = withBody ? (chain.length === 0 ? req : countingBody(req, state)) : null;
     const defaultPort = upstream.protocol === 'https:' ? 443 : 80;
@@ -786,6 +819,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
 
   function handleUpgrade(req: IncomingMessage, clientSocket: Duplex, head: Buffer): void {
     const carrier = targetOf(req.socket);
+    if (carrier !== undefined) carrier.served = true;
     const resolved = resolveTarget(req, carrier);
     if (resolved instanceof BadRequestError) {
       clientSocket.end(plainResponse(400, resolved.code, resolved.message));
@@ -828,13 +862,89 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     upstreamSocket.on('close', () => clientSocket.destroy());
   }
 
+  // ---- explicit-proxy acceptor ------------------------------------------------------------
+
+  /**
+   * CONNECT is parsed here rather than by node:http: a socket handed out by node:http's 'connect'
+   * event keeps parser state on its handle, and a TLS server layered on it never sees the client's
+   * EOF (fd stuck in CLOSE_WAIT). Everything else goes to the HTTP server untouched.
+   */
+  function acceptExplicit(socket: Socket): void {
+    trackSocket(socket);
+    socket.setNoDelay(true);
+    let buffered: Buffer | undefined;
+    const timer = setTimeout(() => socket.destroy(), headersTimeoutMs);
+    const onError = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    const handOver = (): void => {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('error', onError);
+      socket.pause();
+      if (buffered !== undefined) socket.unshift(buffered);
+      plainServer.emit('connection', socket);
+      socket.resume();
+    };
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered === undefined ? chunk : Buffer.concat([buffered, chunk]);
+      const prefix = Math.min(buffered.length, CONNECT_PREFIX.length);
+      if (buffered.compare(CONNECT_PREFIX, 0, prefix, 0, prefix) !== 0) {
+        handOver();
+        return;
+      }
+      const end = buffered.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (buffered.length > maxHeaderSize) {
+          clearTimeout(timer);
+          socket.removeListener('data', onData);
+          socket.end(
+            plainResponse(431, 'HTTPMESH_HEADERS_TOO_LARGE', `request head exceeds ${maxHeaderSize} bytes`),
+          );
+        }
+        return;
+      }
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('error', onError);
+      socket.pause();
+      const requestLine = buffered.toString('latin1', 0, buffered.indexOf('\r\n'));
+      const rest = buffered.subarray(end + 4);
+      buffered = undefined;
+      handleConnectLine(socket, requestLine, rest);
+    };
+    socket.on('data', onData);
+    socket.on('error', onError);
+  }
+
+  function handleConnectLine(socket: Socket, requestLine: string, head: Buffer): void {
+    const parts = requestLine.split(' ');
+    const parsed =
+      parts.length === 3 && parts[2]?.startsWith('HTTP/1.') ? hostOnly(parts[1] ?? '') : undefined;
+    if (parsed === undefined || parsed.port === undefined) {
+      socket.end(plainResponse(400, 'HTTPMESH_BAD_REQUEST', 'CONNECT target must be host:port'));
+      return;
+    }
+    if (closing) {
+      socket.end(plainResponse(503, 'HTTPMESH_PROXY_CLOSED', 'proxy is closing'));
+      return;
+    }
+    socket.write(CONNECT_ESTABLISHED);
+    if (head.length > 0) socket.unshift(head);
+    void handleTunnel(socket, { host: parsed.host, port: parsed.port, address: undefined });
+  }
+
+  const acceptor = net.createServer({ noDelay: true }, acceptExplicit);
+
   // ---- lifecycle ----------------------------------------------------------------------------
 
   return {
     async listen(port = 0, host = '127.0.0.1') {
-      plainServer.listen(port, host);
-      await once(plainServer, 'listening');
-      return plainServer.address() as AddressInfo;
+      acceptor.listen(port, host);
+      await once(acceptor, 'listening');
+      plainServer.emit('listening'); // starts node:http's header-timeout sweeper
+      return acceptor.address() as AddressInfo;
     },
     handleConnection(socket, originalDestination) {
       if (closing) {
@@ -853,10 +963,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     },
     async close() {
       closing = true;
-      const closed = plainServer.listening ? new Promise((resolve) => plainServer.close(resolve)) : undefined;
+      const closed = acceptor.listening ? new Promise((resolve) => acceptor.close(resolve)) : undefined;
       for (const socket of clientSockets) socket.destroy();
       clientSockets.clear();
       plainServer.closeAllConnections();
+      plainServer.close();
       tlsServer.close();
       await Promise.all([closed, verifiedAgent.close(), insecureAgent?.close()]);
     },
@@ -864,7 +975,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
 }
 
 /** Target attached to a raw socket, reached through a TLSSocket's `_parent` when terminated. */
-function targetOf(socket: Duplex): (TunnelTarget & { tls: boolean }) | undefined {
+function targetOf(socket: Duplex): CarriedTarget | undefined {
   const direct = (socket as Duplex & TargetCarrier)[kTarget];
   if (direct !== undefined) return direct;
   const parent = (socket as Duplex & { _parent?: Duplex & TargetCarrier })._parent;
