@@ -470,7 +470,7 @@ describe('pinning, WebSocket and transparent mode', () => {
 
   test('transparent mode: handleConnection intercepts by SNI and dials the original destination', async () => {
     const redirector = net.createServer((socket) =>
-      proxy.handleConnection(socket, { host: '127.0.0.1', port: upstream.port }),
+      proxy.handleConnection(socket, { address: '127.0.0.1', port: upstream.port, family: 4 }),
     );
     redirector.listen(0, '127.0.0.1');
     await once(redirector, 'listening');
@@ -486,7 +486,7 @@ describe('pinning, WebSocket and transparent mode', () => {
     // No SNI: the certificate is minted for the original destination IP (an explicitly intercepted IP).
     const ipProxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
     const ipRedirector = net.createServer((s) =>
-      ipProxy.handleConnection(s, { host: '127.0.0.1', port: upstream.port }),
+      ipProxy.handleConnection(s, { address: '127.0.0.1', port: upstream.port, family: 4 }),
     );
     ipRedirector.listen(0, '127.0.0.1');
     await once(ipRedirector, 'listening');
@@ -503,4 +503,19 @@ describe('pinning, WebSocket and transparent mode', () => {
     await ipProxy.close();
     redirector.close();
   });
+});
+
+test('transparent mode without an original destination routes plain HTTP by Host', async () => {
+  const redirector = net.createServer((socket) => proxy.handleConnection(socket, null));
+  redirector.listen(0, '127.0.0.1');
+  await once(redirector, 'listening');
+  const socket = net.connect((redirector.address() as net.AddressInfo).port, '127.0.0.1');
+  await once(socket, 'connect');
+  const response = await get(socket, `localhost:${plainUpstream.port}`, '/by-host');
+  expect(response.status).toBe(200);
+  expect((JSON.parse(response.body) as { url: string }).url).toBe('/by-host');
+  const noHost = await rawRequest(socket, 'GET / HTTP/1.1\r\n\r\n');
+  expect(noHost.status).toBe(400);
+  socket.destroy();
+  redirector.close();
 });

@@ -30,17 +30,13 @@ import {
 } from './exchange.js';
 import { endToEndRequestHeaders, endToEndResponseHeaders, serializeUpgradeHead } from './headers.js';
 import { PinnedHostMemory } from './pinning.js';
+import { getOriginalDestination, type OriginalDestination } from '../native/index.js';
 
 /** What the proxy needs from a certificate authority (satisfied by `CertificateAuthority`). */
 export interface SecureContextSource {
   secureContextFor(servername: string): SecureContext | Promise<SecureContext>;
 }
 
-/** Destination a transparently redirected connection was originally addressed to. */
-export interface OriginalDestination {
-  host: string;
-  port: number;
-}
 
 export interface PinningOptions {
   /** Remember hosts whose clients reject our certificate and pass them through (default true). */
@@ -93,8 +89,12 @@ export interface MitmProxyStats {
 export interface MitmProxy {
   /** Starts explicit-proxy mode (absolute-URI requests and CONNECT). Host defaults to 127.0.0.1. */
   listen(port?: number, host?: string): Promise<AddressInfo>;
-  /** Transparent mode: handle a socket redirected to us, addressed originally to `originalDestination`. */
-  handleConnection(socket: Socket, originalDestination?: OriginalDestination): void;
+  /**
+   * Transparent mode: handle a socket redirected to us (iptables REDIRECT/TPROXY). The original
+   * destination defaults to `getOriginalDestination(socket)` (SO_ORIGINAL_DST); when that is not
+   * available the target is taken from SNI (TLS) or the Host header (plain HTTP).
+   */
+  handleConnection(socket: Socket, originalDestination?: OriginalDestination | null): void;
   /** Replaces the filter chain; exchanges already running keep the chain they started with. */
   setFilters(filters: readonly ExchangeFilter[]): void;
   readonly stats: MitmProxyStats;
@@ -378,6 +378,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     switch (parse.kind) {
       case 'client-hello': {
         const host = parse.info.serverName ?? target.host;
+        if (host === '') {
+          reportError(new ClientHelloInvalidError('no SNI and no original destination: cannot route'));
+          socket.destroy();
+          return;
+        }
         if ((pinningEnabled && pinned.has(host)) || !intercept(host)) {
           splice(socket, target);
           return;
@@ -386,7 +391,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         return;
       }
       case 'not-tls': {
-        if (!intercept(target.host)) {
+        if (target.host !== '' && !intercept(target.host)) {
           splice(socket, target);
           return;
         }
@@ -497,6 +502,16 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     const authorityHeader = h2
       ? ((req.headers[':authority'] as string | undefined) ?? req.headers.host)
       : req.headers.host;
+    if (carrier !== undefined && carrier.host === '') {
+      // Transparent connection with unknown destination: route by Host.
+      const parsed = authorityHeader === undefined ? undefined : hostOnly(authorityHeader);
+      if (parsed === undefined) return new BadRequestError('cannot route: no original destination and no Host');
+      return {
+        upstream: { protocol: 'http:', host: parsed.host, port: parsed.port ?? carrier.port, address: undefined },
+        path: url,
+        authority: authorityHeader as string,
+      };
+    }
     if (carrier !== undefined) {
       const protocol = carrier.tls ? 'https:' : 'http:';
       // Inside a CONNECT tunnel / transparent connection: origin-form target.
@@ -951,9 +966,13 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         socket.destroy();
         return;
       }
-      const host = originalDestination?.host ?? socket.localAddress ?? '127.0.0.1';
-      const port = originalDestination?.port ?? socket.localPort ?? 443;
-      void handleTunnel(socket, { host, port, address: originalDestination?.host });
+      const destination = originalDestination === undefined ? getOriginalDestination(socket) : originalDestination;
+      if (destination === null) {
+        // Unknown destination: '' makes the tunnel resolve the host from SNI or the Host header.
+        void handleTunnel(socket, { host: '', port: socket.localPort ?? 443, address: undefined });
+        return;
+      }
+      void handleTunnel(socket, { host: destination.address, port: destination.port, address: destination.address });
     },
     setFilters(next) {
       filters = [...next];
