@@ -38,3 +38,35 @@ export type {
   OriginalDestinationReader,
   OriginalDestinationReaderOptions,
 } from './native/index.js';
+export { createMitmProxy } from './proxy/proxy.js';
+export type {
+  MitmProxy,
+  MitmProxyOptions,
+  MitmProxyStats,
+  PinningOptions,
+  SecureContextSource,
+} from './proxy/proxy.js';
+export type {
+  Exchange,
+  ExchangeFilter,
+  ExchangeSummary,
+  ExchangeTimings,
+  ImmediateResponse,
+  MaybePromise,
+  UpstreamTarget,
+} from './proxy/exchange.js';
+export { DEFAULT_MAX_CLIENT_HELLO_BYTES, parseClientHello, peekClientHello } from './proxy/clienthello.js';
+export type { ClientHelloInfo, ClientHelloParseResult, PeekResult } from './proxy/clienthello.js';
+export {
+  BadRequestError,
+  ClientAbortedError,
+  ClientHandshakeError,
+  ClientHelloInvalidError,
+  FilterError,
+  MitmProxyError,
+  ProxyClosedError,
+  UpstreamCertificateError,
+  UpstreamResetError,
+  UpstreamTimeoutError,
+  UpstreamUnreachableError,
+} from './proxy/errors.js';
