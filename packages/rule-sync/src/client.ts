@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { ChannelCredentials, createChannel, createClient } from 'nice-grpc';
 import type { ChannelOptions } from 'nice-grpc';
 import {
+  PeerSilentError,
   PersistedStateCorruptError,
   ProtocolViolationError,
   RuleSyncClosedError,
@@ -22,6 +23,8 @@ import { consoleLogger } from './logger.js';
 import type { RuleSyncLogger } from './logger.js';
 import { readStateFile, writeStateFile } from './persistence.js';
 import { checkResource, resourceTypeName } from './resources.js';
+
+const DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
 
 export const METRICS_SNAPSHOT_CONTENT_TYPE = 'application/vnd.httpmesh.metrics-snapshot+json';
 
@@ -283,7 +286,11 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     const credentials = tls
       ? ChannelCredentials.createSsl(Buffer.from(tls.ca), Buffer.from(tls.key), Buffer.from(tls.cert))
       : ChannelCredentials.createInsecure();
-    const channel = createChannel(address, credentials, this.options.channelOptions);
+    // Pushes of large sets may exceed grpc-js' 4 MiB receive default; a refused push would loop forever.
+    const channel = createChannel(address, credentials, {
+      'grpc.max_receive_message_length': DEFAULT_MAX_RECEIVE_BYTES,
+      ...this.options.channelOptions,
+    });
     const client = createClient(RuleSyncDefinition, channel);
     const outbox = new Outbox();
     const sessionAbort = new AbortController();
@@ -296,7 +303,7 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     let failure: Error | undefined;
     const heartbeat = setInterval(() => {
       if (Date.now() - lastServerMessage > heartbeatTimeoutMs) {
-        failure = new Error(`control plane silent for ${heartbeatTimeoutMs} ms`);
+        failure = new PeerSilentError(`control plane silent for ${heartbeatTimeoutMs} ms`);
         sessionAbort.abort();
         return;
       }

@@ -68,3 +68,9 @@ export class SidecarEvictedError extends RuleSyncError {
   override readonly name = 'SidecarEvictedError';
   readonly code = 'HTTPMESH_RULESYNC_EVICTED';
 }
+
+/** The peer sent nothing (no message, no heartbeat echo) for longer than the configured timeout. */
+export class PeerSilentError extends RuleSyncError {
+  override readonly name = 'PeerSilentError';
+  readonly code = 'HTTPMESH_RULESYNC_PEER_SILENT';
+}

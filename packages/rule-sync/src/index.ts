@@ -27,6 +27,7 @@ export {
   InsecureNonLoopbackError,
   InvalidHelloError,
   InvalidResourceError,
+  PeerSilentError,
   PersistedStateCorruptError,
   ProtocolViolationError,
   RuleSyncClosedError,

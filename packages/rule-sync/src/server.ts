@@ -8,6 +8,7 @@ import {
   InsecureNonLoopbackError,
   InvalidHelloError,
   InvalidResourceError,
+  PeerSilentError,
   ProtocolViolationError,
   SidecarEvictedError,
   SlowConsumerError,
@@ -60,6 +61,8 @@ export interface RuleSyncServerOptions {
   writeStallTimeoutMs?: number;
   /** How long a push may stay unanswered (no ACK/NACK) before the stream is cut. */
   ackTimeoutMs?: number;
+  /** A sidecar that sends nothing (not even a heartbeat) this long is disconnected. Default 60 s. */
+  idleTimeoutMs?: number;
   /** Maps a sidecar to its group key; defaults to `groupKey(service, labels)`. */
   groupKeyOf?: (node: NodeIdentity) => string;
   logger?: RuleSyncLogger;
@@ -386,6 +389,8 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
   readonly maxQueuedMessages: number;
   readonly writeStallTimeoutMs: number;
   readonly ackTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  private readonly idleSweep: NodeJS.Timeout;
   private readonly quietMs: number;
   private readonly maxDelayMs: number;
   private readonly groups = new Map<string, Group>();
@@ -404,6 +409,9 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
     this.maxQueuedMessages = options.maxQueuedMessages ?? 64;
     this.writeStallTimeoutMs = options.writeStallTimeoutMs ?? 15_000;
     this.ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.idleSweep = setInterval(() => this.sweepIdle(), Math.max(10, this.idleTimeoutMs / 4));
+    this.idleSweep.unref();
     this.quietMs = options.debounce?.quietMs ?? 100;
     this.maxDelayMs = options.debounce?.maxDelayMs ?? 1_000;
     this.groupKeyOf = options.groupKeyOf ?? ((node) => groupKey(node.service, node.labels));
@@ -535,7 +543,29 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
     this.emit('disconnected', session.status(), error);
   }
 
+  /** User callbacks must not take the stream (or the process) down with them. */
+  private callback(name: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.logger.error(`${name} callback threw: ${(err as Error).message}`);
+    }
+  }
+
+  private sweepIdle(): void {
+    const cutoff = Date.now() - this.idleTimeoutMs;
+    for (const session of [...this.sessionsByNode.values()]) {
+      if (session.lastMessageAt.getTime() < cutoff) {
+        session.fail(
+          status.UNAVAILABLE,
+          new PeerSilentError(`no message from the sidecar for ${this.idleTimeoutMs} ms`),
+        );
+      }
+    }
+  }
+
   private clearTimers(): void {
+    clearInterval(this.idleSweep);
     for (const g of this.groups.values()) {
       clearTimeout(g.quietTimer);
       clearTimeout(g.maxTimer);
@@ -616,7 +646,8 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
         session = this.accept(call, kind.value, reject);
         return;
       }
-      session.lastMessageAt = new Date();
+      const current = session;
+      current.lastMessageAt = new Date();
       switch (kind?.$case) {
         case 'ack':
           session.onAck(kind.value);
@@ -624,10 +655,10 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
         case 'heartbeat':
           session.lastHeartbeatAt = session.lastMessageAt;
           session.send({ kind: { $case: 'heartbeat', value: kind.value } });
-          this.options.onHeartbeat?.(session.node, kind.value);
+          this.callback('onHeartbeat', () => this.options.onHeartbeat?.(current.node, kind.value));
           return;
         case 'metricSnapshot':
-          this.options.onMetricSnapshot?.(session.node, kind.value);
+          this.callback('onMetricSnapshot', () => this.options.onMetricSnapshot?.(current.node, kind.value));
           return;
         case 'hello':
           reject(status.INVALID_ARGUMENT, new ProtocolViolationError('hello sent twice on one stream'));

@@ -474,6 +474,48 @@ describe('metric snapshots and heartbeats', () => {
       client.once('disconnected', (_a, e) => resolve(e)),
     );
     await client.start();
-    expect((await disconnected)?.message).toBe('control plane silent for 80 ms');
+    expect(await disconnected).toMatchObject({
+      code: 'HTTPMESH_RULESYNC_PEER_SILENT',
+      message: 'control plane silent for 80 ms',
+    });
+  });
+
+  test('a silent sidecar is disconnected after the idle timeout', async () => {
+    const { server, address } = await startServer({ insecure: true, idleTimeoutMs: 100 });
+    const { call, client } = rawStream(address);
+    onCleanup(() => client.close());
+    const ended = streamError(call);
+    call.write(hello('quiet'));
+    const err = await ended;
+    expect(err.code).toBe(status.UNAVAILABLE);
+    expect(err.details).toBe('HTTPMESH_RULESYNC_PEER_SILENT: no message from the sidecar for 100 ms');
+    expect(server.sidecar('quiet')).toBeUndefined();
+  });
+
+  test('a throwing telemetry callback is logged and does not break the stream', async () => {
+    const logger = memoryLogger();
+    const { server, address } = await startServer({
+      insecure: true,
+      logger,
+      onMetricSnapshot: () => {
+        throw new Error('sink down');
+      },
+    });
+    const { call, client } = rawStream(address);
+    onCleanup(() => client.close());
+    const received: ControlMessage[] = [];
+    call.on('data', (m: ControlMessage) => received.push(m));
+    call.write(hello('metrics'));
+    call.write({
+      kind: {
+        $case: 'metricSnapshot',
+        value: { contentType: 'x', payload: new Uint8Array([1]), takenAtUnixMs: 0 },
+      },
+    });
+    call.write({ kind: { $case: 'heartbeat', value: { sequence: 5, sentAtUnixMs: 0 } } });
+    await waitFor(() => received.some((m) => m.kind?.$case === 'heartbeat'));
+    expect(logger.lines).toContain('error onMetricSnapshot callback threw: sink down');
+    expect(server.sidecar('metrics')).toBeDefined();
+    call.end();
   });
 });
