@@ -8,9 +8,13 @@ import { PluginClient, type PluginClientOptions } from './client.js';
 import { PluginConfigError, type PluginError, PluginStartError } from './errors.js';
 import { PluginMetrics, type PluginMetricsSnapshot } from './metrics.js';
 
-/** How to run one plugin process, plus its chain settings. */
+/**
+ * How to run one plugin, plus its chain settings. With `command` the supervisor runs the process;
+ * without it, `address` must name a plugin someone else runs (another container), which the
+ * supervisor only connects to, health-checks and reconnects.
+ */
 export interface PluginProcessSpec extends PluginConfig {
-  readonly command: string;
+  readonly command?: string;
   readonly args?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
   readonly cwd?: string;
@@ -21,8 +25,8 @@ export interface PluginProcessSpec extends PluginConfig {
   readonly socketPath?: string;
 }
 
-/** What an upgrade may change. */
-export type PluginUpgrade = Partial<Pick<PluginProcessSpec, 'command' | 'args' | 'env' | 'cwd'>>;
+/** What an upgrade may change (`address` for an external plugin's new instance). */
+export type PluginUpgrade = Partial<Pick<PluginProcessSpec, 'command' | 'args' | 'env' | 'cwd' | 'address'>>;
 
 export interface SupervisorOptions {
   /** Directory for default socket paths (default: a fresh private temp dir, removed on stop). */
@@ -51,10 +55,14 @@ export type PluginState = 'starting' | 'ready' | 'restarting' | 'stopped';
 
 interface Instance {
   readonly generation: number;
-  readonly child: ChildProcess;
-  readonly socket: string;
+  /** Undefined for an external plugin. */
+  readonly child: ChildProcess | undefined;
+  /** Our socket file, removed when the process exits; undefined for an external plugin. */
+  readonly socket: string | undefined;
   readonly startedAt: number;
+  /** Resolves when the process exits, or when an external plugin is declared lost. */
   readonly exited: Promise<void>;
+  readonly markLost: () => void;
   client: PluginClient | undefined;
   retiring: boolean;
 }
@@ -75,7 +83,7 @@ interface Managed {
 const OUTPUT_TAIL = 4096;
 
 /**
- * Starts plugin processes, health-checks them, restarts crashed ones with backoff, upgrades them
+ * Starts plugin processes (or connects to external ones), health-checks them, restarts crashed ones with backoff, upgrades them
  * without dropping exchanges, and keeps per-plugin metrics. `chain` routes exchanges to the
  * current process of each plugin.
  *
@@ -94,8 +102,15 @@ export class PluginSupervisor extends EventEmitter {
   constructor(specs: readonly PluginProcessSpec[], options: SupervisorOptions = {}) {
     super();
     for (const spec of specs) {
-      if (typeof spec.command !== 'string' || spec.command === '') {
-        throw new PluginConfigError(`plugin ${spec.name}: command is required`, spec.name);
+      const hasCommand = typeof spec.command === 'string' && spec.command !== '';
+      if (!hasCommand && (typeof spec.address !== 'string' || spec.address === '')) {
+        throw new PluginConfigError(
+          `plugin ${spec.name}: a command (to run) or an address (to connect to) is required`,
+          spec.name,
+        );
+      }
+      if (spec.command !== undefined && !hasCommand) {
+        throw new PluginConfigError(`plugin ${spec.name}: command must be a non-empty string`, spec.name);
       }
     }
     // Validates names, orders, timeouts and failure modes.
@@ -145,7 +160,7 @@ export class PluginSupervisor extends EventEmitter {
 
   /** PID of the current process (for operators and tests). */
   pid(name: string): number | undefined {
-    return this.plugins.get(name)?.current?.child.pid;
+    return this.plugins.get(name)?.current?.child?.pid;
   }
 
   /** Last few KiB of the plugin's stdout/stderr across generations. */
@@ -212,55 +227,69 @@ export class PluginSupervisor extends EventEmitter {
 
   private async launch(m: Managed, spec: PluginProcessSpec): Promise<Instance> {
     const generation = ++m.generation;
-    const socket = this.socketFor(spec, generation);
-    const child = spawn(spec.command, [...(spec.args ?? [])], {
-      cwd: spec.cwd,
-      env: { ...process.env, ...spec.env, HTTPMESH_PLUGIN_SOCKET: socket, HTTPMESH_PLUGIN_NAME: spec.name },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    let markLost: () => void = () => {};
+    const lost = new Promise<void>((resolve) => {
+      markLost = resolve;
     });
-    const capture = (d: Buffer): void => {
-      m.output = (m.output + d.toString()).slice(-OUTPUT_TAIL);
-    };
-    child.stdout?.on('data', capture);
-    child.stderr?.on('data', capture);
+    let child: ChildProcess | undefined;
+    let socket: string | undefined;
+    let exited = lost;
     let spawnError: Error | undefined;
-    const exited = new Promise<void>((resolve) => {
-      child.once('error', (err) => {
-        spawnError = err;
-        resolve();
+    if (spec.command !== undefined) {
+      socket = this.socketFor(spec, generation);
+      const proc = spawn(spec.command, [...(spec.args ?? [])], {
+        cwd: spec.cwd,
+        env: { ...process.env, ...spec.env, HTTPMESH_PLUGIN_SOCKET: socket, HTTPMESH_PLUGIN_NAME: spec.name },
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      child.once('exit', () => resolve());
-    });
+      child = proc;
+      const capture = (d: Buffer): void => {
+        m.output = (m.output + d.toString()).slice(-OUTPUT_TAIL);
+      };
+      proc.stdout?.on('data', capture);
+      proc.stderr?.on('data', capture);
+      exited = new Promise<void>((resolve) => {
+        proc.once('error', (err) => {
+          spawnError = err;
+          resolve();
+        });
+        proc.once('exit', () => resolve());
+      });
+    }
     const inst: Instance = {
       generation,
       child,
       socket,
       startedAt: Date.now(),
       exited,
+      markLost,
       client: undefined,
       retiring: false,
     };
     const startTimeoutMs = this.options.startTimeoutMs ?? 10_000;
     try {
-      const client = await Promise.race([
-        PluginClient.connect(socket, {
-          ...this.options.client,
-          name: spec.name,
-          handshakeTimeoutMs: startTimeoutMs,
-          metrics: m.metrics,
-          failureMode: spec.failureMode,
-          onFailure: (err: PluginError) => this.emit('failure', err),
-          ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
-        }),
-        exited.then(() => {
-          throw new Error(
-            spawnError ? spawnError.message : `exited with ${child.exitCode ?? child.signalCode}`,
-          );
-        }),
-      ]);
+      const connecting = PluginClient.connect(socket ?? (spec.address as string), {
+        ...this.options.client,
+        name: spec.name,
+        handshakeTimeoutMs: startTimeoutMs,
+        metrics: m.metrics,
+        failureMode: spec.failureMode,
+        onFailure: (err: PluginError) => this.emit('failure', err),
+        ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
+      });
+      const client = child
+        ? await Promise.race([
+            connecting,
+            exited.then(() => {
+              throw new Error(
+                spawnError ? spawnError.message : `exited with ${child?.exitCode ?? child?.signalCode}`,
+              );
+            }),
+          ])
+        : await connecting;
       inst.client = client;
       if (client.info.name !== spec.name) {
-        throw new Error(`process says it is ${JSON.stringify(client.info.name)}, configured as ${spec.name}`);
+        throw new Error(`plugin says it is ${JSON.stringify(client.info.name)}, configured as ${spec.name}`);
       }
       if (!(await client.health(this.options.healthTimeoutMs ?? 500))) throw new Error('health check failed');
     } catch (err) {
@@ -269,15 +298,15 @@ export class PluginSupervisor extends EventEmitter {
       await this.terminate(inst);
       throw new PluginStartError(spec.name, `${(err as Error).message}\n${m.output}`, { cause: err });
     }
-    // From here on, an exit we did not ask for is a crash.
+    // From here on, an exit (or loss) we did not ask for is a crash.
     void exited.then(() => this.onExit(m, inst));
     return inst;
   }
 
   private onExit(m: Managed, inst: Instance): void {
-    rmSync(inst.socket, { force: true });
+    if (inst.socket) rmSync(inst.socket, { force: true });
     if (inst.retiring || this.stopped) return;
-    this.emit('exit', m.spec.name, inst.child.exitCode, inst.child.signalCode);
+    this.emit('exit', m.spec.name, inst.child?.exitCode ?? null, inst.child?.signalCode ?? null);
     if (m.current !== inst) return;
     m.current = undefined;
     inst.client?.close();
@@ -333,8 +362,12 @@ export class PluginSupervisor extends EventEmitter {
         }
         m.healthFailures++;
         m.metrics.healthCheckFailures++;
-        // A hung process is killed; the exit handler restarts it with backoff.
-        if (m.healthFailures >= threshold) inst.child.kill('SIGKILL');
+        // A hung process is killed (an external plugin is dropped); the exit handler restarts
+        // (or reconnects) it with backoff.
+        if (m.healthFailures >= threshold) {
+          if (inst.child) inst.child.kill('SIGKILL');
+          else inst.markLost();
+        }
       }),
     );
   }
@@ -350,6 +383,10 @@ export class PluginSupervisor extends EventEmitter {
 
   private async terminate(inst: Instance): Promise<void> {
     const child = inst.child;
+    if (child === undefined) {
+      inst.markLost();
+      return;
+    }
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
       child.kill('SIGTERM');
       const force = setTimeout(() => child.kill('SIGKILL'), this.options.stopGraceMs ?? 5000);

@@ -1,5 +1,12 @@
 import { statSync } from 'node:fs';
+import {
+  type ClientDuplexStream,
+  credentials,
+  makeGenericClientConstructor,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { PluginService, type ProcessingRequest, type ProcessingResponse } from '../src/gen/plugin.js';
 import { applyHeaderMutation, type Decision, type RequestHead } from '../src/index.js';
 import {
   type Command,
@@ -209,6 +216,55 @@ for (const { lang, cmd, skip } of languages) {
       expect(plugin.client.metrics.snapshot().timeouts).toBeGreaterThanOrEqual(2);
       // The late replies arrive after the timeout and are counted, not misrouted.
       await expect.poll(() => plugin.client.lateReplies, { timeout: 5000 }).toBeGreaterThanOrEqual(2);
+    });
+
+    test('malformed input from a host (undecodable bytes, empty message) does not take the plugin down', async () => {
+      const Garbage = makeGenericClientConstructor(
+        {
+          ...PluginService,
+          process: {
+            ...PluginService.process,
+            requestSerialize: () => Buffer.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff]),
+          },
+        },
+        'httpmesh.plugin.v1.Plugin',
+      );
+      const raw = new Garbage(`unix:${plugin.socket}`, credentials.createInsecure());
+      const call = (
+        raw as unknown as { process(): ClientDuplexStream<ProcessingRequest, ProcessingResponse> }
+      ).process();
+      const ended = new Promise<ServiceError | undefined>((resolve) => {
+        call.on('error', (e: ServiceError) => resolve(e));
+        call.on('end', () => resolve(undefined));
+        call.on('data', () => {});
+      });
+      call.write({ exchangeId: 1, message: undefined });
+      call.end();
+      await ended;
+      raw.close();
+      // A well-formed stream without any phase message is ignored too.
+      const empty = new (makeGenericClientConstructor(PluginService, 'httpmesh.plugin.v1.Plugin'))(
+        `unix:${plugin.socket}`,
+        credentials.createInsecure(),
+      );
+      const call2 = (
+        empty as unknown as { process(): ClientDuplexStream<ProcessingRequest, ProcessingResponse> }
+      ).process();
+      const replies: ProcessingResponse[] = [];
+      const ended2 = new Promise<void>((resolve) => {
+        call2.on('data', (r: ProcessingResponse) => replies.push(r));
+        call2.on('error', () => resolve());
+        call2.on('end', () => resolve());
+      });
+      call2.write({ exchangeId: 7, message: undefined });
+      call2.end();
+      await ended2;
+      empty.close();
+      expect(replies).toEqual([]);
+      expect(await plugin.client.health()).toBe(true);
+      const ex = plugin.client.startExchange();
+      expect((await ex.onRequestHeaders(head('/set'))).kind).toBe('mutate');
+      ex.close();
     });
 
     test('using an exchange wrongly is reported (HTTPMESH_PLUGIN_EXCHANGE_STATE)', async () => {

@@ -1,11 +1,13 @@
+import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import {
   type ChainHeadersDecision,
+  definePlugin,
   type FailureMode,
   type PluginProcessSpec,
   PluginSupervisor,
 } from '../src/index.js';
-import { PACKAGE_DIR, tsPlugin, waitFor } from './helpers.js';
+import { PACKAGE_DIR, tempDir, tsPlugin, waitFor } from './helpers.js';
 
 const conformance = tsPlugin('test/fixtures/conformance-plugin.ts');
 
@@ -209,7 +211,55 @@ describe('PluginSupervisor', () => {
     expect(versionOf(await exchange(sup))).toBe('1.0.0');
   }, 60_000);
 
+  test('an external plugin (address only) is connected, health-checked, reconnected and upgraded', async () => {
+    const tmp = tempDir('httpmesh-external-');
+    const external = (version: string) =>
+      definePlugin({
+        name: 'external',
+        onRequestHeaders: () => ({ set: { 'x-plugin-version': version } }),
+      });
+    const socketA = join(tmp.dir, 'a.sock');
+    let a = await external('a1').serve({ socket: socketA, handleSignals: false });
+    const b = await external('b1').serve({ socket: join(tmp.dir, 'b.sock'), handleSignals: false });
+    const sup = new PluginSupervisor(
+      [{ name: 'external', address: a.address, order: 1, failureMode: 'closed', timeoutMs: 1000 }],
+      {
+        healthIntervalMs: 50,
+        healthTimeoutMs: 100,
+        unhealthyThreshold: 2,
+        restartBackoff: { initialMs: 50 },
+      },
+    );
+    supervisor = sup;
+    try {
+      await sup.start();
+      expect(sup.pid('external')).toBeUndefined();
+      expect(versionOf(await exchange(sup))).toBe('a1');
+      // The container goes away: health checks fail, the plugin is dropped, exchanges get 503.
+      await a.close();
+      await waitFor(() => sup.state('external') === 'restarting', 10_000);
+      expect(await exchange(sup)).toMatchObject({ kind: 'respond', status: 503 });
+      // It comes back on the same address: the supervisor reconnects.
+      a = await external('a2').serve({ socket: socketA, handleSignals: false });
+      await waitFor(() => sup.state('external') === 'ready', 10_000);
+      expect(versionOf(await exchange(sup))).toBe('a2');
+      expect(sup.metrics()['external']?.restarts).toBeGreaterThanOrEqual(1);
+      // Upgrade = switch new exchanges to another instance.
+      await sup.upgrade('external', { address: b.address });
+      expect(versionOf(await exchange(sup))).toBe('b1');
+    } finally {
+      await sup.stop();
+      await a.close();
+      await b.close();
+      tmp.remove();
+    }
+  }, 60_000);
+
   test('malformed specs are rejected with HTTPMESH_PLUGIN_CONFIG_INVALID', () => {
+    const { command: _omit, ...noCommand } = spec('open');
+    expect(() => new PluginSupervisor([noCommand])).toThrow(
+      expect.objectContaining({ code: 'HTTPMESH_PLUGIN_CONFIG_INVALID' }),
+    );
     expect(() => new PluginSupervisor([{ ...spec('open'), command: '' }])).toThrow(
       expect.objectContaining({ code: 'HTTPMESH_PLUGIN_CONFIG_INVALID' }),
     );
