@@ -1,8 +1,9 @@
 // rule-sync benchmark: N concurrent sidecar clients on loopback; one rule change must reach (ACKed) all.
-// Run: npm run bench -w @httpmesh/rule-sync   (env: BENCH_CLIENTS=1000 BENCH_WORKERS=2 BENCH_ROUNDS=5)
+// Run: npm run bench -w @httpmesh/rule-sync   (env: BENCH_CLIENTS=1000 BENCH_WORKERS=2 BENCH_ROUNDS=5 BENCH_TLS=1)
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { createBenchPki } from './pki.js';
 import {
   createRuleSyncServer,
   InterceptRule_Action,
@@ -14,6 +15,7 @@ import {
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1_000);
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 2);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const TLS = process.env.BENCH_TLS === '1';
 const DEADLINE_MS = 120_000;
 const GROUP = { service: 'bench', labels: { env: 'bench' } };
 const INTERCEPT = ResourceType.RESOURCE_TYPE_INTERCEPT_RULE;
@@ -58,8 +60,9 @@ const quiet: RuleSyncLogger = {
 };
 
 async function main(): Promise<void> {
+  const pki = TLS ? await createBenchPki() : undefined;
   const server = createRuleSyncServer({
-    insecure: true,
+    ...(pki ? { tls: { ca: pki.ca, cert: pki.server.cert, key: pki.server.key } } : { insecure: true }),
     logger: quiet,
     debounce: { quietMs: 0, maxDelayMs: 0 },
   });
@@ -107,7 +110,18 @@ async function main(): Promise<void> {
       if (m.kind === 'started') startedWorkers++;
       if (m.kind === 'applied') applied.set(`${m.id}@${m.version}`, m.at ?? 0);
     });
-    child.send({ kind: 'start', address, count: Math.min(per, CLIENTS - w * per), offset: w * per });
+    const count = Math.min(per, CLIENTS - w * per);
+    const offset = w * per;
+    const tls = pki
+      ? {
+          ca: pki.ca,
+          key: pki.clientKey,
+          certs: await Promise.all(
+            Array.from({ length: count }, (_, i) => pki.clientCert(`bench-${offset + i}`)),
+          ),
+        }
+      : undefined;
+    child.send({ kind: 'start', address, count, offset, ...(tls ? { tls } : {}) });
     workers.push(child);
   }
   const connectStart = now();
@@ -140,7 +154,7 @@ async function main(): Promise<void> {
   ackMs.sort((a, b) => a - b);
   const fmt = (n: number): string => n.toFixed(1);
   console.log(
-    `rule-sync bench: ${CLIENTS} clients in ${WORKERS} worker processes, ${ROUNDS} rounds, loopback, plaintext`,
+    `rule-sync bench: ${CLIENTS} clients in ${WORKERS} worker processes, ${ROUNDS} rounds, loopback, ${TLS ? 'mTLS' : 'plaintext'}`,
   );
   console.log(`  initial connect + full sync of all clients: ${fmt(connectMs)} ms`);
   console.log(
