@@ -275,7 +275,8 @@ function parseHostPort(text: string, fail: (m: string) => never): HostPort {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
   const host = m?.[1] ?? m?.[2];
   const port = Number(m?.[3]);
-  if (!m || host === undefined || !(isIP(host) || HOST_RE.test(host)) || port < 1 || port > 65535) {
+  // Port 0 asks for any free port (tests, ad-hoc runs); the address is logged at start.
+  if (!m || host === undefined || !(isIP(host) || HOST_RE.test(host)) || port > 65535) {
     fail(`expected HOST:PORT, got ${JSON.stringify(text)}`);
   }
   return { host, port };

@@ -33,6 +33,9 @@ export interface RulesDocument {
 }
 
 const METHOD_RE = /^[A-Za-z]{1,20}$/;
+// Route hosts are what clients put in Host / SNI: names (also single-label, e.g. localhost) or IPv4.
+const ROUTE_HOST_RE =
+  /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 function isMapping(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -97,24 +100,19 @@ export function parseRules(text: string, path = '<rules>'): RulesDocument {
     const field = `routes[${i}]`;
     if (!isMapping(item)) throw new RulesFileError(path, field, 'expected a mapping with host and patterns');
     checkKeys(path, field, item, ['name', 'host', 'patterns']);
-    const host = item['host'] ?? '';
-    if (typeof host !== 'string') throw new RulesFileError(path, `${field}.host`, 'expected a string');
-    if (host !== '') {
-      try {
-        normalizeInterceptDomain(host);
-      } catch {
-        throw new RulesFileError(
-          path,
-          `${field}.host`,
-          `expected a host name or *.host, got ${JSON.stringify(host)}`,
-        );
-      }
+    const host = item['host'];
+    if (typeof host !== 'string' || !ROUTE_HOST_RE.test(host)) {
+      throw new RulesFileError(
+        path,
+        `${field}.host`,
+        `expected a host name, IPv4 address or *.host (no port), got ${JSON.stringify(host)}`,
+      );
     }
     const patterns = item['patterns'];
     if (!Array.isArray(patterns) || patterns.length === 0) {
       throw new RulesFileError(path, `${field}.patterns`, 'expected a non-empty list');
     }
-    const name = item['name'] ?? (host || `routes-${i}`);
+    const name = item['name'] ?? host;
     if (typeof name !== 'string') throw new RulesFileError(path, `${field}.name`, 'expected a string');
     const list = patterns.map((p: unknown, j) => {
       const pfield = `${field}.patterns[${j}]`;
@@ -138,7 +136,7 @@ export function parseRules(text: string, path = '<rules>'): RulesDocument {
       const upper = (methods as string[]).map((m) => m.toUpperCase());
       const spec: RouteSpec<null> = { pattern, data: null };
       if (upper.length > 0) spec.methods = upper;
-      if (host !== '') spec.host = host;
+      spec.host = host;
       specs.push({ spec, field: pfield });
       return { pattern, methods: upper };
     });

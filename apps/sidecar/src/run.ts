@@ -1,12 +1,333 @@
+import { readFile } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
+import { hostname } from 'node:os';
+import {
+  type CertificateAuthority,
+  createMitmProxy,
+  type ExchangeFilter,
+  type MitmProxy,
+} from '@httpmesh/mitm-core';
+import { createPrometheusEndpoint, type Direction, MeshMetrics } from '@httpmesh/metrics';
+import { TrafficCapture } from '@httpmesh/traffic-capture';
 import type { Logger } from 'pino';
+import { loadOrCreateCa } from './ca.js';
+import { UsageError } from './errors.js';
+import { InterceptPolicy } from './intercept-policy.js';
 import type { OptionKey, SidecarOptions } from './options.js';
+import type { RulesFileError } from './errors.js';
+import { type RulesDocument, RulesFileWatcher } from './rules.js';
 
-/** `run`: composes the proxy, rules and admin endpoint. */
+/** A running sidecar, as `startSidecar` returns it. */
+export interface SidecarRuntime {
+  /** Address of the explicit proxy (explicit mode) or the outbound listener (transparent mode). */
+  readonly proxyAddress: AddressInfo;
+  /** Inbound listener (transparent mode only). */
+  readonly inboundAddress: AddressInfo | null;
+  readonly adminAddress: AddressInfo;
+  /** Requests being served right now. */
+  readonly inFlight: number;
+  /** Stops accepting, lets in-flight requests finish up to `deadlineMs`, then closes everything. */
+  drain(deadlineMs: number): Promise<{ drained: boolean; abandoned: number }>;
+}
+
+interface RulesState {
+  document: RulesDocument | null;
+  source: 'file' | 'none';
+  loadedAt: string | null;
+}
+
+const kCounted = Symbol('httpmesh.sidecar.inflight');
+
+/** Starts proxy, rules, metrics and admin endpoint for the given options. */
+export async function startSidecar(options: SidecarOptions, log: Logger): Promise<SidecarRuntime> {
+  if (options.controlPlane.length > 0) {
+    throw new UsageError('--control-plane is not wired into run yet; use --rules FILE (standalone mode)');
+  }
+  const ca: CertificateAuthority = await loadOrCreateCa(options.caDir, log);
+  const upstreamCa = options.upstreamCa === undefined ? [] : [await readFile(options.upstreamCa, 'utf8')];
+  const rules: RulesState = {
+    document: null,
+    source: options.rules === undefined ? 'none' : 'file',
+    loadedAt: null,
+  };
+  let policy = new InterceptPolicy([]);
+  const metrics = new MeshMetrics({
+    ...(options.service === undefined ? {} : { service: options.service }),
+    producer: `${options.service ?? 'sidecar'}@${hostname()}`,
+    routeSets: [],
+  });
+  const prometheus = createPrometheusEndpoint(metrics);
+  let draining = false;
+  let inFlight = 0;
+  let drainWaiter: (() => void) | null = null;
+  const accepted = { outbound: 0, inbound: 0 };
+
+  const capture =
+    options.mode === 'transparent'
+      ? new TrafficCapture({
+          outboundPort: options.outboundPort,
+          inboundPort: options.inboundPort,
+          proxyUid: options.proxyUid,
+          ...(options.stateDir === undefined ? {} : { stateDir: options.stateDir }),
+        })
+      : null;
+
+  const applyRules = async (doc: RulesDocument): Promise<void> => {
+    const routeSets = doc.routes.map((set) => ({
+      host: set.host,
+      routes: set.routes.map((r) =>
+        r.methods.length > 0 ? { pattern: r.pattern, methods: [...r.methods] } : { pattern: r.pattern },
+      ),
+    }));
+    metrics.setRoutes(routeSets);
+    policy = new InterceptPolicy(doc.intercept);
+    rules.document = doc;
+    rules.loadedAt = new Date().toISOString();
+    log.info(
+      {
+        event: 'rules.applied',
+        version: doc.hash,
+        intercept: doc.intercept.length,
+        routes: doc.routes.length,
+      },
+      'rules applied',
+    );
+    // The ipset follows the intercept rules without a restart, when init-net installed the capture.
+    if (capture !== null && (await capture.status()).outputChain) {
+      const result = await capture.update(doc.intercept);
+      if (result.changed) log.info({ event: 'capture.updated', ...result }, 'capture follows the rules');
+    }
+  };
+
+  let watcher: RulesFileWatcher | null = null;
+  if (options.rules !== undefined) {
+    watcher = new RulesFileWatcher(options.rules, {
+      onRules: (doc) => {
+        applyRules(doc).catch((e: Error) =>
+          log.error({ event: 'rules.apply_failed', err: e.message }, 'rules not applied'),
+        );
+      },
+      onError: (e: RulesFileError) =>
+        log.error(
+          {
+            event: 'rules.rejected',
+            code: e.code,
+            field: e.field,
+            err: e.message,
+            keptVersion: rules.document?.hash,
+          },
+          'rules file change rejected; last good rules stay in force',
+        ),
+    });
+    await applyRules(await watcher.start());
+  }
+
+  const filtersFor = (direction: Direction): ExchangeFilter[] => {
+    const filters: ExchangeFilter[] = [
+      {
+        name: 'inflight',
+        onRequestHead(exchange) {
+          inFlight++;
+          exchange.locals.set(kCounted, true);
+          return undefined;
+        },
+        onComplete(exchange) {
+          if (exchange.locals.get(kCounted) !== true) return;
+          inFlight--;
+          if (inFlight === 0 && drainWaiter !== null) drainWaiter();
+        },
+      },
+      {
+        name: 'metrics',
+        onComplete(exchange, summary) {
+          metrics.record({
+            direction,
+            method: exchange.method,
+            host: exchange.authority || exchange.upstream.host,
+            path: exchange.path,
+            statusCode: summary.status === 0 ? undefined : summary.status,
+            errorType: summary.errorCode,
+            durationMs: (summary.timings.end ?? performance.now()) - summary.timings.start,
+            requestBytes: summary.requestBodyBytes,
+            responseBytes: summary.responseBodyBytes,
+          });
+        },
+      },
+    ];
+    if (options.accessLog) {
+      filters.push({
+        name: 'access-log',
+        onComplete(exchange, summary) {
+          log.info(
+            {
+              event: 'access',
+              direction,
+              method: exchange.method,
+              authority: exchange.authority,
+              path: exchange.path,
+              status: summary.status,
+              durationMs:
+                Math.round(((summary.timings.end ?? performance.now()) - summary.timings.start) * 1000) /
+                1000,
+              errorCode: summary.errorCode,
+            },
+            'exchange',
+          );
+        },
+      });
+    }
+    return filters;
+  };
+
+  const onError = (error: Error & { code?: string }) =>
+    log.warn({ event: 'proxy.connection_error', code: error.code, err: error.message }, 'connection failed');
+  const outbound: MitmProxy = createMitmProxy({
+    ca,
+    intercept: (host) => policy.intercepts(host),
+    upstreamCa,
+    filters: filtersFor('outbound'),
+    onError,
+  });
+  let inbound: MitmProxy | null = null;
+  const listeners: NetServer[] = [];
+  let proxyAddress: AddressInfo;
+  let inboundAddress: AddressInfo | null = null;
+
+  const listenNet = async (port: number, host: string, proxy: MitmProxy, dir: 'outbound' | 'inbound') => {
+    const server = createNetServer((socket: Socket) => {
+      accepted[dir]++;
+      // mitm-core reads SO_ORIGINAL_DST itself (falling back to SNI / Host when the addon is missing).
+      proxy.handleConnection(socket);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    listeners.push(server);
+    return server.address() as AddressInfo;
+  };
+
+  if (options.mode === 'explicit') {
+    proxyAddress = await outbound.listen(options.listen.port, options.listen.host);
+  } else {
+    inbound = createMitmProxy({ ca, intercept: () => false, filters: filtersFor('inbound'), onError });
+    // Outbound connections are redirected by nat OUTPUT to 127.0.0.1: never expose the outbound port
+    // beyond loopback (it would be an open proxy). Inbound ones arrive on the pod address.
+    proxyAddress = await listenNet(options.outboundPort, '127.0.0.1', outbound, 'outbound');
+    inboundAddress = await listenNet(options.inboundPort, '0.0.0.0', inbound, 'inbound');
+  }
+
+  const admin: HttpServer = createHttpServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const json = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    switch (path) {
+      case '/healthz':
+        return json(200, { status: 'ok' });
+      case '/readyz': {
+        const ready = !draining && (rules.source === 'none' || rules.document !== null);
+        return json(ready ? 200 : 503, { ready, draining, rulesSource: rules.source });
+      }
+      case '/metrics':
+        return prometheus.handler(req, res);
+      case '/config':
+        return json(200, {
+          mode: options.mode,
+          service: options.service ?? null,
+          rules: {
+            source: rules.source,
+            path: options.rules ?? null,
+            version: rules.document?.hash ?? null,
+            loadedAt: rules.loadedAt,
+            intercept: rules.document?.intercept ?? [],
+            routes: rules.document?.routes ?? [],
+          },
+        });
+      case '/connections':
+        return json(200, {
+          inFlight,
+          accepted,
+          outbound: outbound.stats,
+          inbound: inbound?.stats ?? null,
+        });
+      default:
+        return json(404, { error: 'not found' });
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    admin.once('error', reject);
+    admin.listen(options.admin.port, options.admin.host, () => resolve());
+  });
+  const adminAddress = admin.address() as AddressInfo;
+  log.info(
+    {
+      event: 'sidecar.started',
+      mode: options.mode,
+      proxy: proxyAddress,
+      inbound: inboundAddress,
+      admin: adminAddress,
+    },
+    'sidecar started',
+  );
+
+  return {
+    proxyAddress,
+    inboundAddress,
+    adminAddress,
+    get inFlight() {
+      return inFlight;
+    },
+    async drain(deadlineMs) {
+      draining = true;
+      watcher?.close();
+      // Stop accepting. (Explicit mode: mitm-core's listener has no stop-accepting call of its own, so
+      // new connections there are still served until close(); readiness already reports draining.)
+      for (const server of listeners) server.close();
+      let drained = inFlight === 0;
+      if (!drained) {
+        drained = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), deadlineMs);
+          drainWaiter = () => {
+            clearTimeout(timer);
+            resolve(true);
+          };
+        });
+      }
+      const abandoned = inFlight;
+      await Promise.all([outbound.close(), inbound?.close()]);
+      await new Promise<void>((resolve) => admin.close(() => resolve()));
+      admin.closeAllConnections();
+      await prometheus.shutdown();
+      log.info({ event: 'sidecar.stopped', drained, abandoned }, 'sidecar stopped');
+      return { drained, abandoned };
+    },
+  };
+}
+
+/** `run`: starts the sidecar and serves until SIGTERM/SIGINT, then drains and resolves with exit code 0. */
 export async function runSidecar(
   options: SidecarOptions,
   sources: Readonly<Record<OptionKey, string>>,
   log: Logger,
 ): Promise<number> {
-  log.error({ event: 'run.unavailable', mode: options.mode, sources }, 'run is not composed yet');
-  return 1;
+  log.debug({ event: 'options', options, sources }, 'resolved options');
+  const runtime = await startSidecar(options, log);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  log.info(
+    { event: 'sidecar.draining', signal, inFlight: runtime.inFlight, deadlineMs: options.drainTimeout },
+    'draining',
+  );
+  await runtime.drain(options.drainTimeout);
+  return 0;
 }

@@ -63,6 +63,8 @@ describe('parseRules', () => {
     ['intercept: [{domain: a.com, upstreamTlsVerify: "no"}]\n', 'intercept[0].upstreamTlsVerify'],
     ['intercept: [{domain: a.com, tls: 1}]\n', 'intercept[0].tls'],
     ['routes: [{host: shop.test}]\n', 'routes[0].patterns'],
+    ['routes: [{patterns: [/a]}]\n', 'routes[0].host'],
+    ['routes: [{host: "shop.test:8080", patterns: [/a]}]\n', 'routes[0].host'],
     ['routes: [{host: shop.test, patterns: []}]\n', 'routes[0].patterns'],
     ['routes: [{host: "shop test", patterns: [/a]}]\n', 'routes[0].host'],
     ['routes: [{host: shop.test, patterns: [/a, items]}]\n', 'routes[0].patterns[1]'],
