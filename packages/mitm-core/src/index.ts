@@ -70,3 +70,23 @@ export {
   UpstreamTimeoutError,
   UpstreamUnreachableError,
 } from './proxy/errors.js';
+export {
+  TRUST_ENV_VARIABLES,
+  TrustApplyError,
+  TrustCaInvalidError,
+  TrustError,
+  TrustOptionsInvalidError,
+  applyTrust,
+  removeTrust,
+  trustInstructions,
+} from './trust/index.js';
+export type {
+  CommandResult,
+  CommandRunner,
+  TrustEnvVariable,
+  TrustInstructions,
+  TrustOptions,
+  TrustRuntime,
+  TrustStep,
+  TrustStepResult,
+} from './trust/index.js';
