@@ -152,6 +152,10 @@ export class TrafficCapture {
     const resolvExisted = previous?.resolvExisted ?? (await readText(this.#paths.resolv)) !== null;
     const upstream = this.#options.dnsUpstream ?? previous?.upstream ?? (await this.#defaultUpstream());
     await this.#writeState({ upstream, suffixes, resolvExisted });
+    // Re-installing with fewer domains must not leave their addresses redirected.
+    if (previous?.suffixes.some((s) => !suffixes.includes(s))) {
+      await this.#run(['ipset', 'flush', this.config.ipsetName]);
+    }
     await this.#syncDnsmasq(upstream, suffixes, false);
     await this.#pointResolver(resolvExisted);
     await this.#applyIptables();

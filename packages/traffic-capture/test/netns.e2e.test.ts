@@ -304,6 +304,12 @@ describe.skipIf(!isRoot && !inCi)(
 
       const same = await capture.update([{ domain: 'later.test' }]);
       expect(same).toMatchObject({ changed: false, flushed: false });
+
+      // Re-running install with the domain gone (what `init-net` does) flushes it too.
+      expect(await capture.ipsetMembers()).toContain(LATER_IP);
+      await capture.install([]);
+      expect(await capture.ipsetMembers()).toEqual([]);
+      expect((await curl(SVC, 'https://api.later.test/')).server).toBe('upstream');
     });
 
     test('remove leaves no chains, set, dnsmasq or resolver file, and traffic flows directly', async () => {
