@@ -138,6 +138,13 @@ class Group {
   }
 }
 
+interface RememberedNack {
+  /** The version the sidecar kept when it NACKed. */
+  heldVersion: string;
+  nackedVersion: string;
+  error: ErrorDetail;
+}
+
 interface InFlight {
   nonce: string;
   systemVersion: string;
@@ -231,6 +238,14 @@ class Session {
       state.heldVersion = held.systemVersion;
       for (const entry of held.resources) state.held.set(entry.name, entry.version);
     }
+    // A NACK outlives the stream: a reconnecting sidecar still holding the same last good version is
+    // not sent the version it already rejected.
+    for (const [type, nack] of server.rememberedNacks(node.id)) {
+      const state = this.types.get(type);
+      if (state === undefined || state.heldVersion !== nack.heldVersion) continue;
+      state.nackedVersion = nack.nackedVersion;
+      state.lastError = nack.error;
+    }
   }
 
   status(): SidecarStatus {
@@ -317,11 +332,17 @@ class Session {
       state.held = inFlight.target;
       state.heldVersion = inFlight.systemVersion;
       state.lastError = undefined;
+      this.server.forgetNack(this.node.id, ack.type);
       this.server.emit('ack', this.status(), ack.type, inFlight.systemVersion);
     } else {
       // The sidecar keeps its last good version; this one is not resent until the snapshot changes.
       state.nackedVersion = inFlight.systemVersion;
       state.lastError = ack.errorDetail;
+      this.server.rememberNack(this.node.id, ack.type, {
+        heldVersion: state.heldVersion,
+        nackedVersion: inFlight.systemVersion,
+        error: ack.errorDetail,
+      });
       this.server.logger.warn(
         `node ${this.node.id} NACKed ${resourceTypeName(ack.type)} ${inFlight.systemVersion}: ${ack.errorDetail.code} ${ack.errorDetail.message}`,
       );
@@ -395,6 +416,8 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
   private readonly maxDelayMs: number;
   private readonly groups = new Map<string, Group>();
   private readonly sessionsByNode = new Map<string, Session>();
+  /** Last NACK per node and type, kept across reconnects until that node ACKs the type. */
+  private readonly nacksByNode = new Map<string, Map<ResourceType, RememberedNack>>();
   private readonly grpcServer: Server;
   private readonly options: RuleSyncServerOptions;
   private readonly groupKeyOf: (node: NodeIdentity) => string;
@@ -534,6 +557,27 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
     this.clearTimers();
     for (const session of [...this.sessionsByNode.values()]) session.dispose(undefined);
     this.grpcServer.forceShutdown();
+  }
+
+  /** @internal */
+  rememberedNacks(nodeId: string): ReadonlyMap<ResourceType, RememberedNack> {
+    return this.nacksByNode.get(nodeId) ?? new Map();
+  }
+
+  /** @internal */
+  rememberNack(nodeId: string, type: ResourceType, nack: RememberedNack): void {
+    let byType = this.nacksByNode.get(nodeId);
+    if (byType === undefined) {
+      byType = new Map();
+      this.nacksByNode.set(nodeId, byType);
+    }
+    byType.set(type, nack);
+  }
+
+  /** @internal */
+  forgetNack(nodeId: string, type: ResourceType): void {
+    const byType = this.nacksByNode.get(nodeId);
+    if (byType?.delete(type) && byType.size === 0) this.nacksByNode.delete(nodeId);
   }
 
   /** @internal */

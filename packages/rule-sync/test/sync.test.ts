@@ -85,6 +85,39 @@ describe('ACK/NACK', () => {
     await waitFor(() => server.sidecar('node-1')?.types[0]?.lastError === undefined);
   });
 
+  test('a NACKed version is not resent after the sidecar reconnects', async () => {
+    const { server, address } = await startServer();
+    server.setResources(GROUP, [interceptRule('a', 'api.partner.com')]);
+    server.flush();
+    const validated: string[] = [];
+    const client = makeClient(address, {
+      subscriptions: [INTERCEPT],
+      validate: (update) => {
+        validated.push(update.systemVersion);
+        if (update.resources.length > 1) throw new Error('only one rule allowed');
+      },
+    });
+    await client.start();
+    const good = server.resources(GROUP, INTERCEPT).systemVersion;
+    await waitFor(() => server.sidecar('node-1')?.types[0]?.ackedVersion === good);
+    server.upsertResources(GROUP, [interceptRule('b', 'b.partner.com')]);
+    server.flush();
+    const bad = server.resources(GROUP, INTERCEPT).systemVersion;
+    await waitFor(() => server.sidecar('node-1')?.types[0]?.nackedVersion === bad);
+
+    const reconnected = new Promise((resolve) => server.once('connected', resolve));
+    server.disconnect('node-1');
+    await reconnected;
+    // The heartbeat round trip after the hello proves the server processed it without pushing.
+    await waitFor(() => server.sidecar('node-1')?.lastHeartbeatAt !== undefined);
+    const status = server.sidecar('node-1')?.types[0];
+    expect(status?.ackedVersion).toBe(good);
+    expect(status?.nackedVersion).toBe(bad);
+    expect(status?.lastError?.message).toContain('only one rule allowed');
+    expect(status?.pendingNonce).toBeUndefined();
+    expect(validated).toEqual([good, bad]);
+  });
+
   test('the server refuses malformed resources at the API with RESOURCE_INVALID', async () => {
     const { server } = await startServer();
     expect(() => server.setResources(GROUP, [routeSet('bad', 'api.partner.com', ['no-slash'])])).toThrow(
