@@ -28,6 +28,9 @@ def on_request_headers(ctx):
         return None
     if ctx.path == "/throw":
         raise RuntimeError("boom")
+    if ctx.path == "/bad-reply":
+        # A reply that cannot be encoded (status must be a uint32).
+        return {"respond": {"status": -1}}
     if ctx.path == "/completions":
         with lock:
             return {"respond": {"status": 200, "body": str(state["completions"])}}

@@ -183,22 +183,38 @@ export function definePlugin(definition: PluginDefinition): DefinedPlugin {
   };
 }
 
+// Replies are checked here, before they reach the stream: a value the encoder rejects inside
+// call.write() would break the whole multiplexed stream instead of one exchange.
+function header(name: unknown, value: unknown): Header {
+  if (typeof name !== 'string' || typeof value !== 'string') {
+    throw new TypeError(`header names and values must be strings (got ${typeof name}: ${typeof value})`);
+  }
+  return { name: name.toLowerCase(), value };
+}
+
 function toHeaders(init: HeaderInit | undefined): Header[] {
   if (init === undefined) return [];
   const out: Header[] = [];
   if (Array.isArray(init)) {
-    for (const [name, value] of init as HeaderList) out.push({ name: name.toLowerCase(), value });
+    for (const [name, value] of init as HeaderList) out.push(header(name, value));
   } else {
-    for (const [name, value] of Object.entries(init)) out.push({ name: name.toLowerCase(), value });
+    for (const [name, value] of Object.entries(init)) out.push(header(name, value));
   }
   return out;
 }
 
 function toBytes(body: string | Uint8Array | undefined): Buffer {
   if (body === undefined) return Buffer.alloc(0);
-  return typeof body === 'string'
-    ? Buffer.from(body)
-    : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  if (typeof body === 'string') return Buffer.from(body);
+  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  throw new TypeError('a body must be a string or a Uint8Array');
+}
+
+function toStatus(status: unknown): number {
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 0 || status > 0xffffffff) {
+    throw new TypeError(`status must be an integer, got ${String(status)}`);
+  }
+  return status;
 }
 
 function fromHeaders(headers: readonly Header[]): HeaderList {
@@ -223,7 +239,7 @@ function toWireReply(exchangeId: number, phase: PhaseName, reply: HandlerReturn)
       action: {
         $case: 'immediate',
         value: {
-          status: reply.respond.status,
+          status: toStatus(reply.respond.status),
           headers: toHeaders(reply.respond.headers),
           body: toBytes(reply.respond.body),
         },
@@ -235,7 +251,11 @@ function toWireReply(exchangeId: number, phase: PhaseName, reply: HandlerReturn)
     return { exchangeId, phase: wirePhase, action: { $case: 'proceed', value: {} } };
   }
   const headers: WireHeaderMutation | undefined = hasHeaders
-    ? { set: toHeaders(reply.set), append: toHeaders(reply.append), remove: [...(reply.remove ?? [])] }
+    ? {
+        set: toHeaders(reply.set),
+        append: toHeaders(reply.append),
+        remove: (reply.remove ?? []).map((n) => header(n, '').name),
+      }
     : undefined;
   return {
     exchangeId,
@@ -335,7 +355,15 @@ async function servePlugin(
   const handleStream = (call: ServerDuplexStream<ProcessingRequest, ProcessingResponse>): void => {
     const send = (id: number, phase: PhaseName, reply: HandlerReturn): void => {
       if (observeOnly || phase === 'complete' || call.destroyed) return;
-      call.write(toWireReply(id, phase, reply));
+      let wire: ProcessingResponse;
+      try {
+        wire = toWireReply(id, phase, reply);
+      } catch (err) {
+        // A reply the SDK cannot encode is the handler's fault: report it, never crash.
+        fail(id, phase, err);
+        return;
+      }
+      call.write(wire);
     };
     const fail = (id: number, phase: PhaseName, err: unknown): void => {
       if (observeOnly || phase === 'complete' || call.destroyed) return;

@@ -193,6 +193,16 @@ for (const { lang, cmd, skip } of languages) {
       closed.close();
     });
 
+    test('a reply the SDK cannot encode is reported as a handler failure, and the plugin lives on', async () => {
+      const ex = plugin.client.startExchange();
+      expect(await ex.onRequestHeaders(head('/bad-reply'))).toMatchObject({
+        kind: 'continue',
+        failure: { code: 'HTTPMESH_PLUGIN_HANDLER_ERROR' },
+      });
+      ex.close();
+      expect(await plugin.client.health()).toBe(true);
+    });
+
     test('a slow plugin times out: fail-open continues, fail-closed answers 503; others are unaffected', async () => {
       const open = plugin.client.startExchange({ timeoutMs: 100 });
       const closed = plugin.client.startExchange({ timeoutMs: 100, failureMode: 'closed' });

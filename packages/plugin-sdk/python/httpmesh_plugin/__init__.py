@@ -152,15 +152,15 @@ class Plugin:
         handler = self.handlers.get(attr)
         try:
             reply = handler(_context(req.exchange_id, kind, getattr(req, kind))) if handler else None
-        except Exception as err:  # the host applies the failure mode at once
+            if self.observe_only or kind == "complete":
+                return None
+            return _to_reply(req.exchange_id, phase, reply)
+        except Exception as err:  # a throwing handler or an unencodable reply: fail fast
             if self.observe_only or kind == "complete":
                 return None
             out = pb.ProcessingResponse(exchange_id=req.exchange_id, phase=phase)
             out.failure.message = str(err) or type(err).__name__
             return out
-        if self.observe_only or kind == "complete":
-            return None
-        return _to_reply(req.exchange_id, phase, reply)
 
     def _process(self, request_iterator, context):
         # Exchanges are multiplexed on this one stream: handle them concurrently so a slow
