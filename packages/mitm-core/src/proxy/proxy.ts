@@ -37,7 +37,6 @@ export interface SecureContextSource {
   secureContextFor(servername: string): SecureContext | Promise<SecureContext>;
 }
 
-
 export interface PinningOptions {
   /** Remember hosts whose clients reject our certificate and pass them through (default true). */
   enabled?: boolean;
@@ -244,6 +243,8 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       },
       connections: options.upstreamConnections ?? 128,
       keepAliveTimeout: options.upstreamKeepAliveTimeoutMs ?? 4_000,
+      // Our idle limit also caps what an upstream's Keep-Alive hint may ask for (bounded fds).
+      keepAliveMaxTimeout: options.upstreamKeepAliveTimeoutMs ?? 4_000,
       headersTimeout: options.upstreamHeadersTimeoutMs ?? 60_000,
       bodyTimeout: options.upstreamBodyTimeoutMs ?? 120_000,
       allowH2: options.upstreamHttp2 === true,
@@ -341,6 +342,9 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   tlsServer.on('tlsClientError', onHandshakeError);
   tlsServer.on('secureConnection', (tlsSocket: TLSSocket) => {
     trackSocket(tlsSocket);
+    // The raw socket under a TLS layer does not always see its own close: end it with the TLS one.
+    const parent = (tlsSocket as TLSSocket & { _parent?: Duplex })._parent;
+    if (parent !== undefined) tlsSocket.once('close', () => parent.destroy());
     const carrier = targetOf(tlsSocket);
     if (pinningEnabled && carrier !== undefined) watchSilentClose(tlsSocket, carrier);
   });
@@ -478,6 +482,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     }
     reportError(new ClientHandshakeError(host, error.code ?? error.message, { cause: error }));
     tlsSocket.destroy();
+    (tlsSocket as TLSSocket & { _parent?: Duplex })._parent?.destroy();
   }
 
   /**
@@ -505,9 +510,15 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     if (carrier !== undefined && carrier.host === '') {
       // Transparent connection with unknown destination: route by Host.
       const parsed = authorityHeader === undefined ? undefined : hostOnly(authorityHeader);
-      if (parsed === undefined) return new BadRequestError('cannot route: no original destination and no Host');
+      if (parsed === undefined)
+        return new BadRequestError('cannot route: no original destination and no Host');
       return {
-        upstream: { protocol: 'http:', host: parsed.host, port: parsed.port ?? carrier.port, address: undefined },
+        upstream: {
+          protocol: 'http:',
+          host: parsed.host,
+          port: parsed.port ?? carrier.port,
+          address: undefined,
+        },
         path: url,
         authority: authorityHeader as string,
       };
@@ -966,13 +977,18 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         socket.destroy();
         return;
       }
-      const destination = originalDestination === undefined ? getOriginalDestination(socket) : originalDestination;
+      const destination =
+        originalDestination === undefined ? getOriginalDestination(socket) : originalDestination;
       if (destination === null) {
         // Unknown destination: '' makes the tunnel resolve the host from SNI or the Host header.
         void handleTunnel(socket, { host: '', port: socket.localPort ?? 443, address: undefined });
         return;
       }
-      void handleTunnel(socket, { host: destination.address, port: destination.port, address: destination.address });
+      void handleTunnel(socket, {
+        host: destination.address,
+        port: destination.port,
+        address: destination.address,
+      });
     },
     setFilters(next) {
       filters = [...next];
