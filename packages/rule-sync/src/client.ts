@@ -250,11 +250,29 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
         }
         resources.set(resource.name, resource);
       }
+      if (this.options.validate) {
+        // The file may predate this sidecar's rules of validity (e.g. after an upgrade).
+        try {
+          const all = [...resources.values()];
+          await this.options.validate({
+            type: entry.type,
+            systemVersion: entry.systemVersion,
+            resources: all,
+            changed: all,
+            removed: [],
+          });
+        } catch (err) {
+          this.logger.error(
+            `ignoring persisted configuration ${path} (${resourceTypeName(entry.type)} rejected by validate: ${err instanceof Error ? err.message : String(err)}); waiting for the control plane`,
+          );
+          return;
+        }
+      }
       loaded.set(entry.type, { systemVersion: entry.systemVersion, resources });
     }
     for (const [type, typeState] of loaded) {
       this.state.set(type, typeState);
-      this.emit('applied', {
+      this.notifyApplied({
         type,
         systemVersion: typeState.systemVersion,
         resources: [...typeState.resources.values()],
@@ -450,7 +468,7 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     // Swap in the whole candidate at once; readers never see a partly applied push.
     this.state.set(push.type, { systemVersion: push.systemVersion, resources: candidate });
     await this.persist();
-    this.emit('applied', { type: push.type, systemVersion: push.systemVersion, resources, source: 'push' });
+    this.notifyApplied({ type: push.type, systemVersion: push.systemVersion, resources, source: 'push' });
     outbox.push({
       kind: {
         $case: 'ack',
@@ -462,6 +480,15 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
         },
       },
     });
+  }
+
+  /** A throwing listener must not cost the ACK of a push that is already applied. */
+  private notifyApplied(update: AppliedUpdate): void {
+    try {
+      this.emit('applied', update);
+    } catch (err) {
+      this.logger.error(`an 'applied' listener threw: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   private persist(): Promise<void> {

@@ -51,17 +51,22 @@ describe('persistence', () => {
     const { server, address } = await startServer();
     server.setResources(GROUP, [interceptRule('a', 'api.partner.com'), interceptRule('b', '*.partner.com')]);
     server.flush();
-    const pushes: number[] = [];
+    const validated: string[] = [];
     const client = makeClient(address, {
       subscriptions: [INTERCEPT],
       persistPath: path,
-      validate: (u) => void pushes.push(u.changed.length),
+      validate: (u) => void validated.push(u.systemVersion),
     });
+    const applied: string[] = [];
+    client.on('applied', (u) => applied.push(u.source));
     await client.start();
-    await waitFor(() => server.sidecar('node-1') !== undefined);
+    // The persisted set went through validate once, at load.
+    expect(validated).toEqual([client.version(INTERCEPT)]);
+    await waitFor(() => server.sidecar('node-1')?.lastHeartbeatAt !== undefined);
     expect(server.sidecar('node-1')?.types[0]?.ackedVersion).toBe(client.version(INTERCEPT));
     expect(server.sidecar('node-1')?.types[0]?.pendingNonce).toBeUndefined();
-    expect(pushes).toEqual([]);
+    expect(applied).toEqual(['persisted']);
+    expect(validated).toHaveLength(1);
   });
 
   test('a control plane that has not set the group yet does not wipe what the sidecar holds', async () => {
@@ -150,6 +155,28 @@ describe('persistence', () => {
     expect(
       logger.lines.some((l) => l.includes('HTTPMESH_RULESYNC_STATE_CORRUPT') && l.includes('invalid domain')),
     ).toBe(true);
+  });
+
+  test('a persisted set that the validate hook now rejects is ignored', async () => {
+    const { path } = await syncedStateFile();
+    const logger = memoryLogger();
+    const client = makeClient(await deadAddress(), {
+      subscriptions: [INTERCEPT],
+      persistPath: path,
+      logger,
+      validate: (u) => {
+        if (
+          u.resources.some((r) => r.body?.$case === 'interceptRule' && r.body.value.domain.startsWith('*.'))
+        ) {
+          throw new Error('wildcards no longer allowed');
+        }
+      },
+    });
+    await client.start();
+    expect(client.version(INTERCEPT)).toBeUndefined();
+    expect(logger.lines).toContain(
+      `error ignoring persisted configuration ${path} (InterceptRule rejected by validate: wildcards no longer allowed); waiting for the control plane`,
+    );
   });
 
   test('the codec round-trips and rejects a payload that is not protobuf', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { backoffDelay, type CandidateUpdate } from '../src/index.js';
-import { INTERCEPT, interceptRule, ROUTES, routeSet, waitFor } from './helpers.js';
+import { INTERCEPT, interceptRule, memoryLogger, ROUTES, routeSet, waitFor } from './helpers.js';
 import { domains, GROUP, makeClient, startServer } from './setup.js';
 
 describe('ACK/NACK', () => {
@@ -116,6 +116,21 @@ describe('ACK/NACK', () => {
     expect(status?.lastError?.message).toContain('only one rule allowed');
     expect(status?.pendingNonce).toBeUndefined();
     expect(validated).toEqual([good, bad]);
+  });
+
+  test('a throwing applied listener is logged; the push is still ACKed', async () => {
+    const { server, address } = await startServer();
+    server.setResources(GROUP, [interceptRule('a', 'api.partner.com')]);
+    server.flush();
+    const logger = memoryLogger();
+    const client = makeClient(address, { subscriptions: [INTERCEPT], logger });
+    client.on('applied', () => {
+      throw new Error('listener bug');
+    });
+    await client.start();
+    const version = server.resources(GROUP, INTERCEPT).systemVersion;
+    await waitFor(() => server.sidecar('node-1')?.types[0]?.ackedVersion === version);
+    expect(logger.lines).toContain("error an 'applied' listener threw: listener bug");
   });
 
   test('the server refuses malformed resources at the API with RESOURCE_INVALID', async () => {
