@@ -169,6 +169,24 @@ describe('issueIntermediate', () => {
     expect(intermediate.stats()).toMatchObject({ leavesIssued: 0, cacheSize: 0 });
   });
 
+  test('a flood of refused or invalid names does not evict cached contexts', async () => {
+    const root = await CertificateAuthority.create({ commonName: 'flood root' });
+    const intermediate = await root.issueIntermediate({ permittedDomains: ['corp.test'], cacheSize: 2 });
+    const a = await intermediate.secureContextFor('a.corp.test');
+    const b = await intermediate.secureContextFor('b.corp.test');
+    for (let i = 0; i < 50; i++) {
+      await expect(intermediate.secureContextFor(`x${i}.evil.test`)).rejects.toMatchObject({
+        code: 'HTTPMESH_CA_NAME_NOT_PERMITTED',
+      });
+      await expect(intermediate.secureContextFor(`bad name ${i}`)).rejects.toMatchObject({
+        code: 'HTTPMESH_CA_HOSTNAME_INVALID',
+      });
+    }
+    expect(await intermediate.secureContextFor('a.corp.test')).toBe(a);
+    expect(await intermediate.secureContextFor('b.corp.test')).toBe(b);
+    expect(intermediate.stats()).toMatchObject({ leavesIssued: 2, cacheSize: 2 });
+  });
+
   test('".domain" permits only subdomains', async () => {
     const root = await CertificateAuthority.create({ commonName: 'dot root' });
     const intermediate = await root.issueIntermediate({ permittedDomains: ['.svc.test'] });

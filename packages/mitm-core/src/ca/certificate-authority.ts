@@ -283,6 +283,7 @@ export class CertificateAuthority {
       state.policy.cacheSize,
       (servername) => this.#mintContext(servername),
       state.policy.clock,
+      (servername) => assertNamePermitted(state.constraints, normalizeHostname(servername)),
     );
   }
 

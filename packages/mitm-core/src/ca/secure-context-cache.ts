@@ -30,10 +30,22 @@ export class SecureContextCache {
   #misses = 0;
   #mints = 0;
 
-  constructor(maxEntries: number, mint: (servername: string) => Promise<MintedContext>, clock: () => number) {
+  readonly #admit: (servername: string) => void;
+
+  /**
+   * `admit` runs before a new name takes a cache slot and throws for names that can never be minted
+   * (invalid or outside name constraints), so a flood of bad SNI values cannot evict good entries.
+   */
+  constructor(
+    maxEntries: number,
+    mint: (servername: string) => Promise<MintedContext>,
+    clock: () => number,
+    admit: (servername: string) => void,
+  ) {
     this.#maxEntries = maxEntries;
     this.#mint = mint;
     this.#clock = clock;
+    this.#admit = admit;
   }
 
   get size(): number {
@@ -67,6 +79,11 @@ export class SecureContextCache {
       return entry.pending ?? this.#start(servername, entry);
     }
     this.#misses++;
+    try {
+      this.#admit(servername);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const fresh: Entry = { minted: null, pending: null };
     entries.set(servername, fresh);
     if (entries.size > this.#maxEntries) {
