@@ -59,5 +59,12 @@ export type {
 } from './plugin.js';
 export { PluginSupervisor } from './supervisor.js';
 export type { PluginProcessSpec, PluginState, PluginUpgrade, SupervisorOptions } from './supervisor.js';
-export { isValidHeaderName, isValidHeaderValue, PHASE_NAMES, PROTOCOL_VERSION } from './protocol.js';
-export type { BodyModeName, HeaderList, PhaseName } from './protocol.js';
+export {
+  headerListFromRecord,
+  headerListToRecord,
+  isValidHeaderName,
+  isValidHeaderValue,
+  PHASE_NAMES,
+  PROTOCOL_VERSION,
+} from './protocol.js';
+export type { BodyModeName, HeaderList, HeaderRecord, PhaseName } from './protocol.js';

@@ -132,3 +132,32 @@ const FORBIDDEN_HEADERS: ReadonlySet<string> = new Set([
 export function isForbiddenHeader(lowerName: string): boolean {
   return FORBIDDEN_HEADERS.has(lowerName);
 }
+
+/** Node-style header record (`IncomingHttpHeaders`): repeated fields as arrays. */
+export type HeaderRecord = Readonly<Record<string, string | readonly string[] | number | undefined>>;
+
+/** Converts a Node-style header record to a header list (names lower-cased, arrays expanded). */
+export function headerListFromRecord(record: HeaderRecord): HeaderList {
+  const out: Array<readonly [string, string]> = [];
+  for (const name in record) {
+    const value = record[name];
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (typeof value === 'string') out.push([lower, value]);
+    else if (typeof value === 'number') out.push([lower, String(value)]);
+    else for (const v of value) out.push([lower, v]);
+  }
+  return out;
+}
+
+/** Converts a header list back to a Node-style record; repeated names become arrays. */
+export function headerListToRecord(list: HeaderList): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of list) {
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[name] = [prev, value];
+  }
+  return out;
+}
