@@ -32,3 +32,20 @@ export type {
   StoredRule,
   WriteOptions,
 } from './store/types.js';
+export { AlertEngine } from './alerts.js';
+export type {
+  AlertEngineOptions,
+  AlertNotification,
+  AlertState,
+  AlertStatus,
+  WebhookOptions,
+} from './alerts.js';
+export { createApiServer } from './api.js';
+export type { ApiOptions } from './api.js';
+export { ControlPlane } from './control-plane.js';
+export type { ControlPlaneAddresses, ControlPlaneOptions } from './control-plane.js';
+export { RuleDistributor } from './distributor.js';
+export { meshPrometheusText, PROMETHEUS_TEXT_TYPE, WindowedMetrics } from './metrics-window.js';
+export type { SeriesPoint, WindowedMetricsOptions, WindowRow } from './metrics-window.js';
+export { ControlPlanePki } from './pki.js';
+export type { InterceptionIntermediate, SidecarBundle } from './pki.js';
