@@ -2,9 +2,32 @@ import { MatcherOptionsError, PatternError } from './errors.js';
 import { compilePattern } from './pattern.js';
 import type { ShapeOptions } from './pattern.js';
 import { asciiLower, hashString, regionEqualsFolded, safeDecode } from './text.js';
-import { TrieBuilder } from './trie.js';
-import { ANY_METHOD, LIST_ONLY } from './trie.js';
-import type { AnyEntry, CompositeEdge, StaticEdge, TrieNode } from './trie.js';
+import {
+  ANY_METHOD,
+  TrieBuilder,
+  E_CHILD,
+  E_HASH,
+  E_LENGTH,
+  E_OFFSET,
+  E_PARENT,
+  EDGE_STRIDE,
+  edgeSlot,
+  LIST_ONLY,
+  N_CAPS,
+  N_COMP_COUNT,
+  N_COMP_START,
+  N_ENTRY_COUNT,
+  N_ENTRY_START,
+  N_LABEL_LENGTH,
+  N_LABEL_OFFSET,
+  N_PARAM,
+  N_STATIC_CHILD,
+  N_STATIC_COUNT,
+  N_WILD_COUNT,
+  N_WILD_START,
+  NODE_STRIDE,
+} from './trie.js';
+import type { AnyEntry, CompiledTrie, CompositeEdge } from './trie.js';
 
 export interface RouteSpec<T> {
   /** path-to-regexp v8 syntax: `/users/:id`, `/files/*path`, `/docs{/:lang}`. */
@@ -107,8 +130,7 @@ export function createMatcher<T = unknown>(routes: RouteSpec<T>[], options: Matc
     };
     for (const segments of compilePattern(pattern, shapeOptions)) builder.insert(segments, template);
   });
-  const trie = builder.seal();
-  const lookup = createLookup(trie.root, trie.maxDepth, trie.maxCaptures, methodBits, {
+  const lookup = createLookup(builder.compile(), methodBits, {
     caseSensitive,
     ignoreTrailingSlash,
     ignoreDuplicateSlashes,
@@ -171,25 +193,26 @@ interface LookupOptions {
 
 /**
  * Builds the lookup function. It scans the path once by index (recording at most maxDepth + 1 segment
- * boundaries and hashes in preallocated arrays), then walks the trie depth-first: static, composite, param,
- * wildcard. Every trie node sits at a fixed depth, so each is visited at most once per lookup and the walk is
- * linear in the size of the trie, whatever the input. Strings and objects are allocated only for a match.
+ * boundaries and hashes in preallocated arrays), then walks the compiled trie depth-first: static, composite,
+ * param, wildcard. Every trie node sits at a fixed depth, so each is visited at most once per lookup and the
+ * walk is linear in the size of the trie, whatever the input. Strings and objects are allocated only for a
+ * match (and for segments that need percent-decoding or case folding).
  */
 function createLookup(
-  root: TrieNode,
-  maxDepth: number,
-  maxCaptures: number,
+  trie: CompiledTrie,
   methodBits: ReadonlyMap<string, number>,
   options: LookupOptions,
 ): (path: string, method?: string, host?: string) => RouteMatch<unknown> | null {
   const { caseSensitive, ignoreTrailingSlash, ignoreDuplicateSlashes, maxParamLength } = options;
-  const cap = maxDepth + 1;
+  const { nodes, edges, edgeMask, labels, entryList, entries, entryMethodMask, entryHasHost } = trie;
+  const { composites, compositeChild } = trie;
+  const cap = trie.maxDepth + 1;
   const segStart = new Int32Array(cap);
   const segEnd = new Int32Array(cap);
   const segHash = new Int32Array(cap);
   const segEscaped = new Uint8Array(cap);
-  const capStart = new Int32Array(maxCaptures + 1);
-  const capEnd = new Int32Array(maxCaptures + 1);
+  const capStart = new Int32Array(trie.maxCaptures + 1);
+  const capEnd = new Int32Array(trie.maxCaptures + 1);
   // A short array beats a Map for the handful of methods a route table uses.
   const methodNames = [...methodBits.keys()];
   const methodMasks = [...methodBits.values()];
@@ -250,34 +273,47 @@ function createLookup(
     segCount = Math.min(total, recorded);
   }
 
-  function findOnlyStatic(label: string, d: number, start: number, end: number): boolean {
-    if (caseSensitive && segEscaped[d] === 0)
-      return label.length === end - start && path.startsWith(label, start);
+  /** The segment as static labels are stored: percent-decoded and, if case-insensitive, folded. */
+  function segmentKey(d: number, start: number, end: number): string {
     let key = path.slice(start, end);
     if (segEscaped[d] === 1) key = safeDecode(key);
-    return (caseSensitive ? key : asciiLower(key)) === label;
+    return caseSensitive ? key : asciiLower(key);
   }
 
-  function findStatic(
-    table: Map<number, StaticEdge>,
-    d: number,
-    start: number,
-    end: number,
-  ): TrieNode | null {
-    if (caseSensitive && segEscaped[d] === 0) {
-      const length = end - start;
-      for (let edge = table.get(segHash[d] as number); edge !== undefined; edge = edge.next) {
-        if (edge.label.length === length && path.startsWith(edge.label, start)) return edge.node;
+  /** Raw segment [start, end) equals labels[offset, offset + length). */
+  function rawEquals(start: number, end: number, offset: number, length: number): boolean {
+    if (end - start !== length) return false;
+    for (let i = 0; i < length; i++) {
+      if (path.charCodeAt(start + i) !== labels.charCodeAt(offset + i)) return false;
+    }
+    return true;
+  }
+
+  function onlyStaticMatches(base: number, d: number, start: number, end: number): boolean {
+    const offset = nodes[base + N_LABEL_OFFSET] as number;
+    const length = nodes[base + N_LABEL_LENGTH] as number;
+    if (caseSensitive && segEscaped[d] === 0) return rawEquals(start, end, offset, length);
+    const key = segmentKey(d, start, end);
+    return key.length === length && labels.startsWith(key, offset);
+  }
+
+  function findStatic(node: number, d: number, start: number, end: number): number {
+    const raw = caseSensitive && segEscaped[d] === 0;
+    const key = raw ? '' : segmentKey(d, start, end);
+    const hash = raw ? (segHash[d] as number) : hashString(key);
+    for (let slot = edgeSlot(node, hash, edgeMask); ; slot = (slot + 1) & edgeMask) {
+      const at = slot * EDGE_STRIDE;
+      const parent = edges[at + E_PARENT] as number;
+      if (parent === -1) return -1;
+      if (parent !== node || edges[at + E_HASH] !== hash) continue;
+      const offset = edges[at + E_OFFSET] as number;
+      const length = edges[at + E_LENGTH] as number;
+      if (
+        raw ? rawEquals(start, end, offset, length) : key.length === length && labels.startsWith(key, offset)
+      ) {
+        return edges[at + E_CHILD] as number;
       }
-      return null;
     }
-    let key = path.slice(start, end);
-    if (segEscaped[d] === 1) key = safeDecode(key);
-    if (!caseSensitive) key = asciiLower(key);
-    for (let edge = table.get(hashString(key)); edge !== undefined; edge = edge.next) {
-      if (edge.label === key) return edge.node;
-    }
-    return null;
   }
 
   function textAt(offset: number, text: string): boolean {
@@ -334,63 +370,79 @@ function createLookup(
     return end === label.length && regionEqualsFolded(host, 0, label);
   }
 
-  function pick(entries: AnyEntry[]): AnyEntry | null {
-    for (let i = 0; i < entries.length; i++) {
-      const entry = entries[i] as AnyEntry;
-      const mask = entry.methodMask;
+  /** First entry in [start, start + count) of entryList whose method and host fit the request, or -1. */
+  function pick(start: number, count: number): number {
+    for (let i = start; i < start + count; i++) {
+      const id = entryList[i] as number;
+      const mask = entryMethodMask[id] as number;
       if (mask !== ANY_METHOD && reqMethod !== undefined) {
-        if (
-          mask === LIST_ONLY ? !(entry.methods as string[]).includes(reqMethod) : (mask & reqMethodBit) === 0
-        ) {
+        if (mask === LIST_ONLY) {
+          if (!(entries[id] as AnyEntry).methods?.includes(reqMethod)) continue;
+        } else if ((mask & reqMethodBit) === 0) {
           continue;
         }
       }
-      if (entry.hostLabel !== null && reqHost !== undefined && !hostMatches(entry, reqHost)) continue;
-      return entry;
+      if (entryHasHost[id] === 1 && reqHost !== undefined && !hostMatches(entries[id] as AnyEntry, reqHost)) {
+        continue;
+      }
+      return id;
     }
-    return null;
+    return -1;
   }
 
-  function walk(node: TrieNode, d: number): AnyEntry | null {
-    if (d >= segCount) return node.entries === null ? null : pick(node.entries);
+  function walk(node: number, d: number): number {
+    const base = node * NODE_STRIDE;
+    if (d >= segCount) {
+      const count = nodes[base + N_ENTRY_COUNT] as number;
+      return count === 0 ? -1 : pick(nodes[base + N_ENTRY_START] as number, count);
+    }
     const start = segStart[d] as number;
     const end = segEnd[d] as number;
-    if (node.staticChild !== null && findOnlyStatic(node.staticLabel, d, start, end)) {
-      const found = walk(node.staticChild, d + 1);
-      if (found !== null) return found;
-    } else if (node.statics !== null) {
-      const child = findStatic(node.statics, d, start, end);
-      if (child !== null) {
+    const statics = nodes[base + N_STATIC_COUNT] as number;
+    if (statics !== 0) {
+      const child =
+        statics === 1
+          ? onlyStaticMatches(base, d, start, end)
+            ? (nodes[base + N_STATIC_CHILD] as number)
+            : -1
+          : findStatic(node, d, start, end);
+      if (child !== -1) {
         const found = walk(child, d + 1);
-        if (found !== null) return found;
+        if (found !== -1) return found;
       }
     }
-    if (node.composites !== null) {
-      for (const edge of node.composites) {
-        if (matchComposite(edge, node.caps, start, end)) {
-          const found = walk(edge.node, d + 1);
-          if (found !== null) return found;
+    const compositeCount = nodes[base + N_COMP_COUNT] as number;
+    if (compositeCount !== 0) {
+      const first = nodes[base + N_COMP_START] as number;
+      for (let i = first; i < first + compositeCount; i++) {
+        if (matchComposite(composites[i] as CompositeEdge, nodes[base + N_CAPS] as number, start, end)) {
+          const found = walk(compositeChild[i] as number, d + 1);
+          if (found !== -1) return found;
         }
       }
     }
-    if (node.param !== null) {
+    const param = nodes[base + N_PARAM] as number;
+    if (param !== -1) {
       const length = end - start;
       if (length > 0 && length <= maxParamLength) {
-        capStart[node.caps] = start;
-        capEnd[node.caps] = end;
-        const found = walk(node.param, d + 1);
-        if (found !== null) return found;
+        const slot = nodes[base + N_CAPS] as number;
+        capStart[slot] = start;
+        capEnd[slot] = end;
+        const found = walk(param, d + 1);
+        if (found !== -1) return found;
       }
     }
-    if (node.wildcard !== null && restEnd > start) {
-      const found = pick(node.wildcard);
-      if (found !== null) {
-        capStart[node.caps] = start;
-        capEnd[node.caps] = restEnd;
+    const wildcards = nodes[base + N_WILD_COUNT] as number;
+    if (wildcards !== 0 && restEnd > start) {
+      const found = pick(nodes[base + N_WILD_START] as number, wildcards);
+      if (found !== -1) {
+        const slot = nodes[base + N_CAPS] as number;
+        capStart[slot] = start;
+        capEnd[slot] = restEnd;
         return found;
       }
     }
-    return null;
+    return -1;
   }
 
   function wildcardValue(raw: string): string {
@@ -415,9 +467,10 @@ function createLookup(
     }
     reqHost = typeof host === 'string' ? host : undefined;
     scan(input);
-    const entry = walk(root, 0);
+    const id = walk(0, 0);
     let result: RouteMatch<unknown> | null = null;
-    if (entry !== null) {
+    if (id !== -1) {
+      const entry = entries[id] as AnyEntry;
       const names = entry.names;
       const params: Record<string, string> = {};
       const wildcardSlot = entry.endsWithWildcard ? names.length - 1 : -1;
