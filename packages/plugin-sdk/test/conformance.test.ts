@@ -174,10 +174,9 @@ for (const { lang, cmd, skip } of languages) {
     });
 
     test('a handler that throws fails fast (HTTPMESH_PLUGIN_HANDLER_ERROR), open and closed', async () => {
-      const open = plugin.client.startExchange();
-      const t0 = performance.now();
+      // A 20 s timeout: getting HANDLER_ERROR rather than TIMEOUT shows the host did not wait.
+      const open = plugin.client.startExchange({ timeoutMs: 20_000 });
       const d = await open.onRequestHeaders(head('/throw'));
-      expect(performance.now() - t0).toBeLessThan(1500);
       expect(d).toMatchObject({ kind: 'continue', failure: { code: 'HTTPMESH_PLUGIN_HANDLER_ERROR' } });
       open.close();
       const closed = plugin.client.startExchange({ failureMode: 'closed' });

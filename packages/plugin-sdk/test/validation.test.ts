@@ -252,7 +252,7 @@ describe('every plugin reply is validated; a bad one is a plugin failure', () =>
     });
     const client = await connect({ timeoutMs: 50 });
     expect(await decide(client, 'open')).toMatchObject({ failure: { code: 'HTTPMESH_PLUGIN_TIMEOUT' } });
-    expect(client.lateReplies).toBe(1);
+    await expect.poll(() => client.lateReplies).toBe(1);
   });
 
   test('a valid mutation decision is returned as data', async () => {
