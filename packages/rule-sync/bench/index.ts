@@ -136,10 +136,12 @@ async function main(): Promise<void> {
 
   const sidecarMs: number[] = [];
   const ackMs: number[] = [];
+  const fanOutMs: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const t0 = now();
     server.upsertResources(GROUP, [rule('rule-0', `changed-${round}.partner.com`)]);
     server.flush();
+    fanOutMs.push(now() - t0);
     const version = server.resources(GROUP, INTERCEPT).systemVersion;
     await until(
       () => [...Array(CLIENTS).keys()].every((i) => acked.has(`bench-${i}@${version}`)),
@@ -162,6 +164,9 @@ async function main(): Promise<void> {
   );
   console.log(
     `  change ACKed at server:    p50 ${fmt(percentile(ackMs, 50))} ms  p99 ${fmt(percentile(ackMs, 99))} ms  max ${fmt(ackMs.at(-1) ?? Number.NaN)} ms`,
+  );
+  console.log(
+    `  server fan-out (flush() writing all pushes, synchronous): ${fanOutMs.map(fmt).join(' / ')} ms`,
   );
   console.log(
     `  server memory per connected sidecar: heap ${fmt((after.heap - before.heap) / CLIENTS / 1024)} KiB, RSS ${fmt((after.rss - before.rss) / CLIENTS / 1024)} KiB${gc ? '' : ' (no --expose-gc: noisy)'}`,
