@@ -1,0 +1,11 @@
+// npm run bench -w @httpmesh/mitm-core            CA minting, WebCrypto provider, proxy throughput
+// npm run bench -w @httpmesh/mitm-core -- --soak  also the 100,000-connection soak
+import { benchMint } from './mint.js';
+import { benchProxy } from './proxy.js';
+import { benchProxySoak } from './proxy-soak.js';
+import { benchWebCrypto } from './webcrypto.js';
+
+await benchWebCrypto();
+await benchMint();
+await benchProxy();
+if (process.argv.includes('--soak')) await benchProxySoak();
