@@ -584,6 +584,8 @@ export class PluginExchange {
   private responseBody: Buffer[] | undefined;
   private requestBodySize = 0;
   private responseBodySize = 0;
+  private requestOverflow: Decision | undefined;
+  private responseOverflow: Decision | undefined;
 
   /** @internal */
   constructor(client: PluginClient, id: number, timeoutMs: number, failureMode: FailureMode) {
@@ -716,14 +718,24 @@ export class PluginExchange {
       const bad = this.check();
       if (bad) return bad;
       const isRequest = phase === 'requestBody';
+      // Once over the limit, every later chunk of that body gets the same decision: the plugin
+      // must never see (or approve) a truncated body.
+      const overflow = isRequest ? this.requestOverflow : this.responseOverflow;
+      if (overflow) return Promise.resolve(overflow);
       const size = (isRequest ? this.requestBodySize : this.responseBodySize) + buf.length;
       if (size > delivery.maxBytes) {
-        return Promise.resolve(
-          this.client.fail(
-            new PluginBodyTooLargeError(this.client.name, size, delivery.maxBytes),
-            this.failureMode,
-          ),
+        const d = this.client.fail(
+          new PluginBodyTooLargeError(this.client.name, size, delivery.maxBytes),
+          this.failureMode,
         );
+        if (isRequest) {
+          this.requestOverflow = d;
+          this.requestBody = undefined;
+        } else {
+          this.responseOverflow = d;
+          this.responseBody = undefined;
+        }
+        return Promise.resolve(d);
       }
       let parts = isRequest ? this.requestBody : this.responseBody;
       if (parts === undefined) {

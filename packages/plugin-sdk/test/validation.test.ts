@@ -210,6 +210,32 @@ describe('every plugin reply is validated; a bad one is a plugin failure', () =>
     expect(d).toMatchObject({ kind: 'continue', failure: { code: 'HTTPMESH_PLUGIN_REPLY_BODY_TOO_LARGE' } });
   });
 
+  test('a BUFFERED body over the limit keeps failing for later chunks and is never sent truncated', async () => {
+    let sent = 0;
+    fake.reply = (req) => {
+      sent++;
+      return {
+        exchangeId: req.exchangeId,
+        phase: Phase.PHASE_REQUEST_BODY,
+        action: { $case: 'proceed', value: {} },
+      };
+    };
+    const client = await connect({ defaultMaxBodyBytes: 100 });
+    expect(client.bodyDelivery('requestBody')).toEqual({ mode: 'buffered', maxBytes: 100 });
+    const ex = client.startExchange({ failureMode: 'closed' });
+    expect(await ex.onRequestBody(Buffer.alloc(60), false)).toEqual({ kind: 'continue' });
+    const over = await ex.onRequestBody(Buffer.alloc(60), false);
+    expect(over).toMatchObject({
+      kind: 'respond',
+      status: 503,
+      failure: { code: 'HTTPMESH_PLUGIN_BODY_TOO_LARGE' },
+    });
+    expect(await ex.onRequestBody(Buffer.alloc(1), true)).toBe(over);
+    ex.close();
+    expect(sent).toBe(0);
+    expect(client.metrics.snapshot().errors['HTTPMESH_PLUGIN_BODY_TOO_LARGE']).toBe(1);
+  });
+
   test('header mutation in a body phase -> HTTPMESH_PLUGIN_REPLY_MALFORMED', async () => {
     fake.reply = answer(
       { $case: 'mutate', value: { headers: { set: [{ name: 'x-a', value: '1' }], append: [], remove: [] } } },
