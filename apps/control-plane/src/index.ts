@@ -49,3 +49,5 @@ export { meshPrometheusText, PROMETHEUS_TEXT_TYPE, WindowedMetrics } from './met
 export type { SeriesPoint, WindowedMetricsOptions, WindowRow } from './metrics-window.js';
 export { ControlPlanePki } from './pki.js';
 export type { InterceptionIntermediate, SidecarBundle } from './pki.js';
+export { DEFAULTS as SERVE_DEFAULTS, resolveServeConfig } from './config.js';
+export type { ServeConfig } from './config.js';
