@@ -519,3 +519,56 @@ test('transparent mode without an original destination routes plain HTTP by Host
   socket.destroy();
   redirector.close();
 });
+
+test('transparent mode dials the original destination address while verifying the SNI name', async () => {
+  const { CertificateAuthority } = await import('../src/ca/index.js');
+  const svcCa = await CertificateAuthority.create({ commonName: 'svc upstream CA' });
+  const svcLeaf = await svcCa.issueLeaf(['svc.invalid']);
+  const svc = await startHttpsUpstream(undefined, { key: svcLeaf.keyPem, cert: svcLeaf.chainPem });
+  const transparent = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [svcCa.certPem] });
+  const redirector = net.createServer((s) =>
+    transparent.handleConnection(s, { address: '127.0.0.1', port: svc.port, family: 4 }),
+  );
+  redirector.listen(0, '127.0.0.1');
+  await once(redirector, 'listening');
+  const socket = tls.connect({
+    host: '127.0.0.1',
+    port: (redirector.address() as net.AddressInfo).port,
+    servername: 'svc.invalid',
+    ca: pki.proxyCaPem,
+  });
+  await once(socket, 'secureConnect');
+  // `.invalid` never resolves: a 200 proves the proxy dialled 127.0.0.1 and verified "svc.invalid".
+  const response = await get(socket, 'svc.invalid', '/dialled');
+  expect(response.status).toBe(200);
+  expect((JSON.parse(response.body) as { headers: Record<string, string> }).headers['host']).toBe(
+    'svc.invalid',
+  );
+  socket.destroy();
+  redirector.close();
+  await transparent.close();
+  await svc.close();
+});
+
+test('upstreamHttp2 negotiates h2 with upstreams that accept it', async () => {
+  const { default: http2 } = await import('node:http2');
+  const h2Upstream = http2.createSecureServer(
+    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem, allowHTTP1: true },
+    (req, res) => {
+      const body = `version=${req.httpVersion} authority=${req.headers[':authority'] ?? req.headers.host}`;
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    },
+  );
+  h2Upstream.listen(0, '127.0.0.1');
+  await once(h2Upstream, 'listening');
+  const port = (h2Upstream.address() as net.AddressInfo).port;
+  const h2Proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem], upstreamHttp2: true });
+  const socket = await tlsThroughProxy((await h2Proxy.listen(0)).port, 'localhost', port, pki.proxyCaPem);
+  const response = await get(socket, `localhost:${port}`, '/');
+  expect(response.status).toBe(200);
+  expect(response.body).toBe(`version=2.0 authority=localhost:${port}`);
+  socket.destroy();
+  await h2Proxy.close();
+  h2Upstream.close();
+});

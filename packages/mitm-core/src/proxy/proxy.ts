@@ -224,6 +224,16 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   // Upstream pools. Transparent mode dials the original destination IP while verifying the name.
   const upstreamRoots = [...tls.rootCertificates, ...(options.upstreamCa ?? [])];
   const addressOverrides = new Map<string, string>();
+  const rememberAddress = (key: string, address: string): void => {
+    if (addressOverrides.get(key) === address) return;
+    addressOverrides.delete(key);
+    addressOverrides.set(key, address);
+    // Bounded like every other per-host table; the oldest mapping goes first.
+    if (addressOverrides.size > 10_000) {
+      const oldest = addressOverrides.keys().next();
+      if (!oldest.done) addressOverrides.delete(oldest.value);
+    }
+  };
   const makeAgent = (rejectUnauthorized: boolean): Agent => {
     const connector = buildConnector({
       ca: upstreamRoots,
@@ -708,7 +718,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   ): void {
     const upstream = state.upstream;
     if (upstream.address !== undefined)
-      addressOverrides.set(`${upstream.host}:${upstream.port}`, upstream.address);
+      rememberAddress(`${upstream.host}:${upstream.port}`, upstream.address);
     const withBody = hasRequestBody(req);
     const body = withBody ? (chain.length === 0 ? req : countingBody(req, state)) : null;
     const defaultPort = upstream.protocol === 'https:' ? 443 : 80;
