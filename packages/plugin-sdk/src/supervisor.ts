@@ -185,9 +185,27 @@ export class PluginSupervisor extends EventEmitter {
     if (!m) throw new PluginConfigError(`no plugin named ${name}`, name);
     if (m.upgrading) throw new PluginConfigError(`plugin ${name} is already being upgraded`, name);
     m.upgrading = true;
+    // The upgrade replaces a pending crash restart.
+    if (m.restartTimer) {
+      clearTimeout(m.restartTimer);
+      m.restartTimer = undefined;
+    }
     try {
       const spec: PluginProcessSpec = { ...m.spec, ...change };
-      const next = await this.launch(m, spec);
+      let next: Instance;
+      try {
+        next = await this.launch(m, spec);
+      } catch (err) {
+        // Down and the new version failed too: keep trying the configured one.
+        if (m.current === undefined && !this.stopped && !m.restartTimer) this.scheduleRestart(m);
+        throw err;
+      }
+      if (this.stopped) {
+        next.retiring = true;
+        next.client?.close();
+        await this.terminate(next);
+        throw new PluginConfigError(`supervisor stopped during the upgrade of ${name}`, name);
+      }
       const old = m.current;
       m.spec = spec;
       m.current = next;
@@ -329,7 +347,8 @@ export class PluginSupervisor extends EventEmitter {
       m.metrics.restarts++;
       this.launch(m, m.spec).then(
         (inst) => {
-          if (this.stopped) {
+          // Stopped meanwhile, or an upgrade already brought up a replacement.
+          if (this.stopped || m.current !== undefined) {
             inst.retiring = true;
             inst.client?.close();
             void this.terminate(inst);
@@ -342,7 +361,7 @@ export class PluginSupervisor extends EventEmitter {
         },
         (err: PluginError) => {
           this.emit('failure', err);
-          this.scheduleRestart(m);
+          if (m.current === undefined) this.scheduleRestart(m);
         },
       );
     }, delay);

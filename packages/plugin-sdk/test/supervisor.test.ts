@@ -199,6 +199,26 @@ describe('PluginSupervisor', () => {
     await expect(sup.start()).rejects.toMatchObject({ code: 'HTTPMESH_PLUGIN_START_FAILED' });
   });
 
+  test('an upgrade while the plugin is down (restart pending) replaces the restart', async () => {
+    const sup = new PluginSupervisor([spec('closed')], {
+      startTimeoutMs: 20_000,
+      restartBackoff: { initialMs: 5000 },
+    });
+    supervisor = sup;
+    await sup.start();
+    const restartScheduled = new Promise<void>((resolve) => sup.once('restart', () => resolve()));
+    process.kill(sup.pid('conformance') as number, 'SIGKILL');
+    await restartScheduled;
+    expect(sup.state('conformance')).toBe('restarting');
+    expect(await exchange(sup)).toMatchObject({ kind: 'respond', status: 503 });
+    await sup.upgrade('conformance', { env: { PLUGIN_VERSION: '3.0.0' } });
+    expect(sup.state('conformance')).toBe('ready');
+    expect(versionOf(await exchange(sup))).toBe('3.0.0');
+    const m = sup.metrics()['conformance'];
+    expect(m?.restarts).toBe(0);
+    expect(m?.upgrades).toBe(1);
+  }, 60_000);
+
   test('an upgrade to a broken version keeps the old one serving', async () => {
     const sup = new PluginSupervisor([spec('closed')], { startTimeoutMs: 20_000 });
     supervisor = sup;
