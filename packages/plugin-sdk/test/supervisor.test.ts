@@ -7,7 +7,10 @@ import {
   type PluginProcessSpec,
   PluginSupervisor,
 } from '../src/index.js';
-import { PACKAGE_DIR, tempDir, tsPlugin, waitFor } from './helpers.js';
+import { PACKAGE_DIR, PYTHON, pythonMissing, tempDir, tsPlugin, waitFor } from './helpers.js';
+
+const noPython = pythonMissing();
+if (noPython && process.env['CI']) throw new Error(`CI must run the Python supervisor test: ${noPython}`);
 
 const conformance = tsPlugin('test/fixtures/conformance-plugin.ts');
 
@@ -218,6 +221,30 @@ describe('PluginSupervisor', () => {
     expect(m?.restarts).toBe(0);
     expect(m?.upgrades).toBe(1);
   }, 60_000);
+
+  test.skipIf(noPython !== undefined)(
+    `supervises a Python plugin: start, crash, restart, upgrade${noPython ? ` (skipped: ${noPython})` : ''}`,
+    async () => {
+      const py: PluginProcessSpec = {
+        ...spec('closed', { PLUGIN_VERSION: 'py-1' }),
+        command: PYTHON,
+        args: ['python/conformance_plugin.py'],
+      };
+      const sup = new PluginSupervisor([py], { startTimeoutMs: 20_000, restartBackoff: { initialMs: 50 } });
+      supervisor = sup;
+      await sup.start();
+      const first = await exchange(sup);
+      expect(first.kind === 'mutate' && first.headers).toContainEqual(['x-plugin-lang', 'python']);
+      const pid = sup.pid('conformance') as number;
+      process.kill(pid, 'SIGKILL');
+      await waitFor(() => sup.state('conformance') === 'ready' && sup.pid('conformance') !== pid, 30_000);
+      expect(versionOf(await exchange(sup))).toBe('py-1');
+      await sup.upgrade('conformance', { env: { PLUGIN_VERSION: 'py-2' } });
+      expect(versionOf(await exchange(sup))).toBe('py-2');
+      expect(sup.metrics()['conformance']).toMatchObject({ restarts: 1, upgrades: 1 });
+    },
+    60_000,
+  );
 
   test('an upgrade to a broken version keeps the old one serving', async () => {
     const sup = new PluginSupervisor([spec('closed')], { startTimeoutMs: 20_000 });
