@@ -109,6 +109,8 @@ export interface ServerEvents {
   nack: [SidecarStatus, ResourceType, ErrorDetail];
   published: [string, ResourceType, string];
   rejected: [string, RuleSyncError];
+  metricSnapshot: [NodeIdentity, MetricSnapshot];
+  heartbeat: [NodeIdentity, Heartbeat];
 }
 
 interface TypeSnapshot {
@@ -699,10 +701,16 @@ export class RuleSyncServer extends EventEmitter<ServerEvents> {
         case 'heartbeat':
           session.lastHeartbeatAt = session.lastMessageAt;
           session.send({ kind: { $case: 'heartbeat', value: kind.value } });
-          this.callback('onHeartbeat', () => this.options.onHeartbeat?.(current.node, kind.value));
+          this.callback('onHeartbeat', () => {
+            this.options.onHeartbeat?.(current.node, kind.value);
+            this.emit('heartbeat', current.node, kind.value);
+          });
           return;
         case 'metricSnapshot':
-          this.callback('onMetricSnapshot', () => this.options.onMetricSnapshot?.(current.node, kind.value));
+          this.callback('onMetricSnapshot', () => {
+            this.options.onMetricSnapshot?.(current.node, kind.value);
+            this.emit('metricSnapshot', current.node, kind.value);
+          });
           return;
         case 'hello':
           reject(status.INVALID_ARGUMENT, new ProtocolViolationError('hello sent twice on one stream'));

@@ -449,6 +449,9 @@ describe('metric snapshots and heartbeats', () => {
         }),
       onHeartbeat: (_node, hb) => heartbeats.push(hb.sequence),
     });
+    const events: string[] = [];
+    server.on('metricSnapshot', (node, s) => events.push(`metrics ${node.id} ${s.contentType}`));
+    server.once('heartbeat', (node) => events.push(`heartbeat ${node.id}`));
     const client = makeClient(address, { subscriptions: [INTERCEPT], heartbeatIntervalMs: 20 });
     expect(client.sendMetricSnapshot({ routes: [] })).toBe(false); // not connected yet
     await client.start();
@@ -461,6 +464,10 @@ describe('metric snapshots and heartbeats', () => {
       body: { routes: [{ pattern: '/orders/:id', count: 3 }] },
     });
     expect(heartbeats.slice(0, 2)).toEqual([1, 2]);
+    expect(events).toEqual([
+      'heartbeat node-1',
+      'metrics node-1 application/vnd.httpmesh.metrics-snapshot+json',
+    ]);
     expect(server.sidecar('node-1')?.lastHeartbeatAt).toBeInstanceOf(Date);
   });
 
