@@ -122,7 +122,10 @@ function zipfRequests(
   const weights = ranked.map((_, i) => 1 / (i + 1));
   const cumulative: number[] = [];
   let sum = 0;
-  for (const w of weights) cumulative.push((sum += w));
+  for (const w of weights) {
+    sum += w;
+    cumulative.push(sum);
+  }
   const out: Array<[string, string]> = [];
   for (let i = 0; i < count; i++) {
     const target = random() * sum;

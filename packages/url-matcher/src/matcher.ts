@@ -209,7 +209,6 @@ function createLookup(
   const cap = trie.maxDepth + 1;
   const segStart = new Int32Array(cap);
   const segEnd = new Int32Array(cap);
-  const segHash = new Int32Array(cap);
   const segEscaped = new Uint8Array(cap);
   const capStart = new Int32Array(trie.maxCaptures + 1);
   const capEnd = new Int32Array(trie.maxCaptures + 1);
@@ -231,7 +230,6 @@ function createLookup(
     let recorded = 0;
     let total = 0;
     let start = 1;
-    let hash = 0;
     let escaped = 0;
     let end = length;
     anyEscaped = 0;
@@ -245,7 +243,6 @@ function createLookup(
         if (recorded < cap) {
           segStart[recorded] = start;
           segEnd[recorded] = i;
-          segHash[recorded] = hash;
           segEscaped[recorded] = escaped;
           anyEscaped |= escaped;
           recorded++;
@@ -256,11 +253,9 @@ function createLookup(
           break;
         }
         start = i + 1;
-        hash = 0;
         escaped = 0;
-      } else {
-        hash = (Math.imul(hash, 31) + c) | 0;
-        if (c === PERCENT) escaped = 1;
+      } else if (c === PERCENT) {
+        escaped = 1;
       }
     }
     restEnd = end;
@@ -278,6 +273,13 @@ function createLookup(
     let key = path.slice(start, end);
     if (segEscaped[d] === 1) key = safeDecode(key);
     return caseSensitive ? key : asciiLower(key);
+  }
+
+  /** `hashString(path.slice(start, end))` without the slice; only nodes with several static children need it. */
+  function hashRange(start: number, end: number): number {
+    let hash = 0;
+    for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + path.charCodeAt(i)) | 0;
+    return hash;
   }
 
   /** Raw segment [start, end) equals labels[offset, offset + length). */
@@ -300,7 +302,7 @@ function createLookup(
   function findStatic(node: number, d: number, start: number, end: number): number {
     const raw = caseSensitive && segEscaped[d] === 0;
     const key = raw ? '' : segmentKey(d, start, end);
-    const hash = raw ? (segHash[d] as number) : hashString(key);
+    const hash = raw ? hashRange(start, end) : hashString(key);
     for (let slot = edgeSlot(node, hash, edgeMask); ; slot = (slot + 1) & edgeMask) {
       const at = slot * EDGE_STRIDE;
       const parent = edges[at + E_PARENT] as number;
