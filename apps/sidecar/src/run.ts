@@ -3,6 +3,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import {
   type AddressInfo,
   createServer as createNetServer,
+  isIP,
   type Server as NetServer,
   type Socket,
 } from 'node:net';
@@ -187,9 +188,12 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
 
   const onError = (error: Error & { code?: string }) =>
     log.warn({ event: 'proxy.connection_error', code: error.code, err: error.message }, 'connection failed');
+  // mitm-core asks `intercept` with the SNI / CONNECT host for TLS, and with the original destination
+  // IP for plain HTTP in transparent mode: IP literals must say yes so plain HTTP is parsed and measured.
+  // (A TLS client sending no SNI to an address in the ipset is then terminated too.)
   const outbound: MitmProxy = createMitmProxy({
     ca,
-    intercept: (host) => policy.intercepts(host),
+    intercept: (host) => isIP(host) !== 0 || policy.intercepts(host),
     upstreamCa,
     filters: filtersFor('outbound'),
     onError,
@@ -216,7 +220,14 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
   if (options.mode === 'explicit') {
     proxyAddress = await outbound.listen(options.listen.port, options.listen.host);
   } else {
-    inbound = createMitmProxy({ ca, intercept: () => false, filters: filtersFor('inbound'), onError });
+    // Inbound: plain HTTP (asked with the original destination IP) is parsed and measured; TLS with an
+    // SNI name is the service's own and passes through untouched.
+    inbound = createMitmProxy({
+      ca,
+      intercept: (host) => isIP(host) !== 0,
+      filters: filtersFor('inbound'),
+      onError,
+    });
     // Outbound connections are redirected by nat OUTPUT to 127.0.0.1: never expose the outbound port
     // beyond loopback (it would be an open proxy). Inbound ones arrive on the pod address.
     proxyAddress = await listenNet(options.outboundPort, '127.0.0.1', outbound, 'outbound');
