@@ -62,6 +62,8 @@ export interface RuleSyncClientOptions {
   insecure?: boolean;
   /** Throw to reject a push; the push is NACKed with the error message and nothing of it is applied. */
   validate?: (update: CandidateUpdate) => void | Promise<void>;
+  /** A validate hook that has not settled after this long rejects the push. Default 10 s. */
+  validateTimeoutMs?: number;
   /** File holding the last good configuration (written atomically with a checksum). */
   persistPath?: string;
   backoff?: BackoffOptions;
@@ -254,7 +256,7 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
         // The file may predate this sidecar's rules of validity (e.g. after an upgrade).
         try {
           const all = [...resources.values()];
-          await this.options.validate({
+          await this.runValidate({
             type: entry.type,
             systemVersion: entry.systemVersion,
             resources: all,
@@ -452,7 +454,7 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     const resources = [...candidate.values()];
     if (this.options.validate) {
       try {
-        await this.options.validate({
+        await this.runValidate({
           type: push.type,
           systemVersion: push.systemVersion,
           resources,
@@ -480,6 +482,33 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
         },
       },
     });
+  }
+
+  /** Runs the validate hook; a hook that does not settle in time (or the client closing) counts as a rejection. */
+  private async runValidate(update: CandidateUpdate): Promise<void> {
+    const validate = this.options.validate;
+    if (validate === undefined) return;
+    const timeoutMs = this.options.validateTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const signal = this.lifetime.signal;
+    try {
+      await Promise.race([
+        Promise.resolve().then(() => validate(update)),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`validate did not settle within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+          onAbort = () => reject(new Error('client closed during validate'));
+          if (signal.aborted) onAbort();
+          else signal.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    }
   }
 
   /** A throwing listener must not cost the ACK of a push that is already applied. */

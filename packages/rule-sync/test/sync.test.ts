@@ -118,6 +118,47 @@ describe('ACK/NACK', () => {
     expect(validated).toEqual([good, bad]);
   });
 
+  test('a validate hook that never settles NACKs after validateTimeoutMs; close() does not hang on it', async () => {
+    const { server, address } = await startServer();
+    server.setResources(GROUP, [interceptRule('a', 'api.partner.com')]);
+    server.flush();
+    let calls = 0;
+    const client = makeClient(address, {
+      subscriptions: [INTERCEPT],
+      validateTimeoutMs: 100,
+      validate: () => {
+        calls++;
+        return new Promise<void>(() => undefined);
+      },
+    });
+    await client.start();
+    await waitFor(() => server.sidecar('node-1')?.types[0]?.lastError !== undefined);
+    expect(server.sidecar('node-1')?.types[0]?.lastError).toMatchObject({
+      code: 'HTTPMESH_RULESYNC_VALIDATION_REJECTED',
+      message: 'validate did not settle within 100 ms',
+    });
+    expect(client.version(INTERCEPT)).toBeUndefined();
+
+    await client.close();
+
+    // A hook that would hang for 10 minutes: close() still returns (the test would time out otherwise).
+    let hung = false;
+    const stuck = makeClient(address, {
+      node: { id: 'node-2', service: 'orders', labels: { env: 'test' } },
+      subscriptions: [INTERCEPT],
+      validateTimeoutMs: 600_000,
+      validate: () => {
+        hung = true;
+        return new Promise<void>(() => undefined);
+      },
+    });
+    await stuck.start();
+    await waitFor(() => hung);
+    await stuck.close();
+    expect(stuck.version(INTERCEPT)).toBeUndefined();
+    expect(calls).toBe(1);
+  });
+
   test('a throwing applied listener is logged; the push is still ACKed', async () => {
     const { server, address } = await startServer();
     server.setResources(GROUP, [interceptRule('a', 'api.partner.com')]);
