@@ -29,6 +29,7 @@ export interface ControlPlaneOptions {
   metricsSlotMs?: number;
   /** Full store resync period (closes gaps of a lost etcd watch). Default 30 000 ms; 0 disables. */
   resyncIntervalMs?: number;
+  /** Rule-sync burst coalescing. Default quiet 25 ms, at most 250 ms after the first edit. */
   ruleSyncDebounce?: { quietMs?: number; maxDelayMs?: number };
   logger?: RuleSyncLogger;
 }
@@ -99,7 +100,9 @@ export class ControlPlane {
       logger: this.logger,
       // One sidecar group per service: rules target services (spec.services).
       groupKeyOf: (node) => node.service,
-      ...(options.ruleSyncDebounce === undefined ? {} : { debounce: options.ruleSyncDebounce }),
+      // API edits are rare and deliberate: a short quiet period still coalesces bursts (rollbacks, scripts)
+      // without adding noticeable propagation delay.
+      debounce: options.ruleSyncDebounce ?? { quietMs: 25, maxDelayMs: 250 },
       onMetricSnapshot: (node, snapshot) => {
         if (snapshot.contentType !== METRICS_SNAPSHOT_CONTENT_TYPE) {
           this.snapshotErrors++;
