@@ -206,6 +206,9 @@ function createLookup(
   const { caseSensitive, ignoreTrailingSlash, ignoreDuplicateSlashes, maxParamLength } = options;
   const { nodes, edges, edgeMask, labels, entryList, entries, entryMethodMask, entryHasHost } = trie;
   const { composites, compositeChild } = trie;
+  // Percent-decoding shrinks a segment at most 9-fold (a 3-byte UTF-8 character written as %XX%XX%XX).
+  const maxRawLabelLength = trie.maxLabelLength;
+  const maxEscapedLabelLength = trie.maxLabelLength * 9;
   const cap = trie.maxDepth + 1;
   const segStart = new Int32Array(cap);
   const segEnd = new Int32Array(cap);
@@ -228,10 +231,8 @@ function createLookup(
   function scan(input: string): void {
     const length = input.length;
     let recorded = 0;
-    let total = 0;
     let start = 1;
     let escaped = 0;
-    let end = length;
     anyEscaped = 0;
     for (let i = 1; ; i++) {
       const c = i < length ? input.charCodeAt(i) : QUESTION;
@@ -240,17 +241,22 @@ function createLookup(
           start = i + 1;
           continue;
         }
-        if (recorded < cap) {
-          segStart[recorded] = start;
-          segEnd[recorded] = i;
-          segEscaped[recorded] = escaped;
-          anyEscaped |= escaped;
-          recorded++;
-        }
-        total++;
+        segStart[recorded] = start;
+        segEnd[recorded] = i;
+        segEscaped[recorded] = escaped;
+        anyEscaped |= escaped;
+        recorded++;
         if (c !== SLASH) {
-          end = i;
-          break;
+          restEnd = pathEndTrimmed(i, recorded > 1 && start === i);
+          // `start === i`: the last segment is empty, i.e. the path ends in `/`.
+          segCount = ignoreTrailingSlash && recorded > 1 && start === i ? recorded - 1 : recorded;
+          return;
+        }
+        if (recorded === cap) {
+          // More segments than any pattern has: only a wildcard can use them, and it finds the end itself.
+          restEnd = -1;
+          segCount = cap;
+          return;
         }
         start = i + 1;
         escaped = 0;
@@ -258,14 +264,25 @@ function createLookup(
         escaped = 1;
       }
     }
-    restEnd = end;
-    // `start === end` here means the last segment is empty, i.e. the path ends in `/`.
-    if (ignoreTrailingSlash && total > 1 && start === end) {
-      total--;
-      restEnd = end - 1;
-      while (ignoreDuplicateSlashes && restEnd > 1 && input.charCodeAt(restEnd - 1) === SLASH) restEnd--;
+  }
+
+  /** End of what a wildcard takes: the query/fragment cut off and, when ignored, the trailing slash. */
+  function pathEndTrimmed(end: number, endsWithEmptySegment: boolean): number {
+    if (!ignoreTrailingSlash || !endsWithEmptySegment) return end;
+    let trimmed = end - 1;
+    while (ignoreDuplicateSlashes && trimmed > 1 && path.charCodeAt(trimmed - 1) === SLASH) trimmed--;
+    return trimmed;
+  }
+
+  /** restEnd for a path whose scan stopped early at `cap` segments. */
+  function findRestEnd(from: number): number {
+    let end = path.length;
+    for (let i = from; i < end; i++) {
+      const c = path.charCodeAt(i);
+      if (c === QUESTION || c === HASH) end = i;
     }
-    segCount = Math.min(total, recorded);
+    // The scan stopped after at least two segments, so a final `/` here always ends an empty last segment.
+    return pathEndTrimmed(end, path.charCodeAt(end - 1) === SLASH);
   }
 
   /** The segment as static labels are stored: percent-decoded and, if case-insensitive, folded. */
@@ -401,7 +418,7 @@ function createLookup(
     const start = segStart[d] as number;
     const end = segEnd[d] as number;
     const statics = nodes[base + N_STATIC_COUNT] as number;
-    if (statics !== 0) {
+    if (statics !== 0 && end - start <= (segEscaped[d] === 0 ? maxRawLabelLength : maxEscapedLabelLength)) {
       const child =
         statics === 1
           ? onlyStaticMatches(base, d, start, end)
@@ -435,6 +452,7 @@ function createLookup(
       }
     }
     const wildcards = nodes[base + N_WILD_COUNT] as number;
+    if (wildcards !== 0 && restEnd === -1) restEnd = findRestEnd(start);
     if (wildcards !== 0 && restEnd > start) {
       const found = pick(nodes[base + N_WILD_START] as number, wildcards);
       if (found !== -1) {

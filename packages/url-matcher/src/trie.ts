@@ -92,6 +92,8 @@ export interface CompiledTrie {
   /** Slot count of `edges` minus one (a power of two minus one). */
   readonly edgeMask: number;
   readonly labels: string;
+  /** Longest static label: a longer segment cannot match any static child, whatever its escapes. */
+  readonly maxLabelLength: number;
   /** Entry ids, each node's (sorted) run contiguous. */
   readonly entryList: Int32Array;
   readonly entries: readonly AnyEntry[];
@@ -222,7 +224,9 @@ function compileTrie(root: TrieNode, maxDepth: number, maxCaptures: number): Com
   const nodes = new Int32Array(order.length * NODE_STRIDE);
   const labelParts: string[] = [];
   let labelLength = 0;
+  let maxLabelLength = 0;
   const addLabel = (label: string): number => {
+    maxLabelLength = Math.max(maxLabelLength, label.length);
     labelParts.push(label);
     labelLength += label.length;
     return labelLength - label.length;
@@ -301,6 +305,7 @@ function compileTrie(root: TrieNode, maxDepth: number, maxCaptures: number): Com
     edges,
     edgeMask,
     labels: labelParts.join(''),
+    maxLabelLength,
     entryList: Int32Array.from(entryList),
     entries,
     entryMethodMask,

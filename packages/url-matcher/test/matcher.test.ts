@@ -440,6 +440,32 @@ describe('options', () => {
   });
 });
 
+describe('paths deeper than every pattern', () => {
+  // The scan stops once a path has more segments than any pattern; only a wildcard looks further.
+  test('a wildcard still gets the whole rest, cut at the query and fragment', () => {
+    const m = createMatcher([{ pattern: '/f/*p' }, { pattern: '/a/b' }]);
+    expect(m.match('/f/1/2/3/4/5')?.params).toEqual({ p: '1/2/3/4/5' });
+    expect(m.match('/f/1/2/3/4/5/?q=/x/y')?.params).toEqual({ p: '1/2/3/4/5/' });
+    expect(m.match('/f/1/2/3/4#frag/x')?.params).toEqual({ p: '1/2/3/4' });
+    expect(m.match('/a/b/c/d/e')).toBeNull();
+    expect(m.match('/a/b/c/d/e/')).toBeNull();
+  });
+
+  test('with the slash options', () => {
+    const trailing = createMatcher([{ pattern: '/f/*p' }, { pattern: '/a/b' }], {
+      ignoreTrailingSlash: true,
+    });
+    expect(trailing.match('/f/1/2/3/4/5/?q=1')?.params).toEqual({ p: '1/2/3/4/5' });
+    expect(trailing.match('/a/b/c/')).toBeNull();
+    const both = createMatcher([{ pattern: '/f/*p' }], {
+      ignoreTrailingSlash: true,
+      ignoreDuplicateSlashes: true,
+    });
+    expect(both.match('/f/1//2///3//4///?x')?.params).toEqual({ p: '1/2/3/4' });
+    expect(both.match('//f//1//2//3//4')?.params).toEqual({ p: '1/2/3/4' });
+  });
+});
+
 describe('immutability', () => {
   test('the matcher object is frozen', () => {
     const m = createMatcher([{ pattern: '/a' }]);
