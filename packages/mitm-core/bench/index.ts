@@ -3,9 +3,11 @@
 import { benchMint } from './mint.js';
 import { benchProxy } from './proxy.js';
 import { benchProxySoak } from './proxy-soak.js';
+import { benchUpstreamClient } from './proxy-upstream-client.js';
 import { benchWebCrypto } from './webcrypto.js';
 
 await benchWebCrypto();
 await benchMint();
+await benchUpstreamClient();
 await benchProxy();
 if (process.argv.includes('--soak')) await benchProxySoak();

@@ -52,4 +52,7 @@ function report(address: net.AddressInfo): void {
   process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
 }
 
+// Exit normally on signals so --cpu-prof / coverage data gets written.
+process.on('SIGINT', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));
 void main();

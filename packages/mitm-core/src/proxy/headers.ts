@@ -52,7 +52,12 @@ export function endToEndResponseHeaders(source: IncomingHttpHeaders): IncomingHt
   return out ?? source;
 }
 
-function parseConnectionTokens(value: string | string[]): Set<string> {
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+function parseConnectionTokens(value: string | string[]): ReadonlySet<string> {
+  // The common values name nothing beyond fields that are hop-by-hop anyway: skip the split.
+  if (value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'upgrade')
+    return NO_TOKENS;
   const tokens = new Set<string>();
   const joined = Array.isArray(value) ? value.join(',') : value;
   for (const token of joined.split(',')) {
