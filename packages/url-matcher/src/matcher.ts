@@ -339,37 +339,41 @@ function createLookup(
     return caseSensitive ? path.startsWith(text, offset) : regionEqualsFolded(path, offset, text);
   }
 
-  /** First offset >= from where `text` starts and ends by `limit`, or -1. */
-  function findText(text: string, from: number, limit: number): number {
+  /** Last offset in [low, high] where `text` starts, or -1. */
+  function findTextBackward(text: string, low: number, high: number): number {
+    if (high < low) return -1;
     if (caseSensitive) {
-      const at = path.indexOf(text, from);
-      return at !== -1 && at + text.length <= limit ? at : -1;
+      const at = path.lastIndexOf(text, high);
+      return at >= low ? at : -1;
     }
-    for (let at = from; at + text.length <= limit; at++) if (regionEqualsFolded(path, at, text)) return at;
+    for (let at = high; at >= low; at--) if (regionEqualsFolded(path, at, text)) return at;
     return -1;
   }
 
-  /** Matches `prefix :a sep :b ... suffix` in [start, end); each param takes text up to the next separator. */
+  /**
+   * Matches `prefix :a sep :b ... suffix` in [start, end). Like path-to-regexp, every parameter after the
+   * first stops at the last occurrence of the text before it, so `:from-:to` on `1-2-3` gives `1-2` and `3`.
+   */
   function matchComposite(edge: CompositeEdge, slot: number, start: number, end: number): boolean {
     const texts = edge.texts;
     const last = texts.length - 1;
     const prefix = texts[0] as string;
     const suffix = texts[last] as string;
     if (!textAt(start, prefix)) return false;
-    const limit = end - suffix.length;
-    if (limit < start + prefix.length || !textAt(limit, suffix)) return false;
-    let at = start + prefix.length;
-    for (let i = 1; i < last; i++) {
+    const low = start + prefix.length;
+    let limit = end - suffix.length;
+    if (limit <= low || !textAt(limit, suffix)) return false;
+    for (let i = last - 1; i >= 1; i--) {
       const separator = texts[i] as string;
-      const found = findText(separator, at + 1, limit);
-      if (found === -1 || found - at > maxParamLength) return false;
-      capStart[slot] = at;
-      capEnd[slot] = found;
-      slot++;
-      at = found + separator.length;
+      // Leave at least one character for this parameter and for the first one.
+      const found = findTextBackward(separator, low + 1, limit - 1 - separator.length);
+      if (found === -1 || limit - found - separator.length > maxParamLength) return false;
+      capStart[slot + i] = found + separator.length;
+      capEnd[slot + i] = limit;
+      limit = found;
     }
-    if (limit - at < 1 || limit - at > maxParamLength) return false;
-    capStart[slot] = at;
+    if (limit - low > maxParamLength) return false;
+    capStart[slot] = low;
     capEnd[slot] = limit;
     return true;
   }

@@ -91,8 +91,9 @@ describe('pattern syntax', () => {
     expect(m.match('/v2.11/docs')?.params).toEqual({ major: '2', minor: '11' });
     expect(m.match('/v2/docs')).toBeNull();
     expect(m.match('/range/1-10')?.params).toEqual({ from: '1', to: '10' });
-    // Each inner parameter stops at the first separator after it.
-    expect(m.match('/range/1-2-3')?.params).toEqual({ from: '1', to: '2-3' });
+    // As in path-to-regexp, later parameters stop at the last occurrence of the text before them.
+    expect(m.match('/range/1-2-3')?.params).toEqual({ from: '1-2', to: '3' });
+    expect(m.match('/v2.11.3/docs')?.params).toEqual({ major: '2.11', minor: '3' });
     expect(m.match('/range/-5')).toBeNull();
   });
 
