@@ -39,6 +39,11 @@ export interface SidecarOptions {
   stateDir: string | undefined;
   remove: boolean;
   trust: string[];
+  controlPlaneCa: string | undefined;
+  nodeCert: string | undefined;
+  nodeKey: string | undefined;
+  nodeId: string | undefined;
+  rulesCache: string;
   trustEnvFile: string | undefined;
 }
 
@@ -147,6 +152,22 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   spec('controlPlane', 'control-plane', 'hostports', ['run', 'ca'], 'control plane(s), tried in order', {
     default: [],
     placeholder: 'HOST:PORT[,HOST:PORT]',
+  }),
+  spec('controlPlaneCa', 'control-plane-ca', 'path', ['run'], 'CA of the control plane certificate (mTLS)', {
+    placeholder: 'FILE',
+  }),
+  spec('nodeCert', 'node-cert', 'path', ['run'], "this sidecar's client certificate for the control plane", {
+    placeholder: 'FILE',
+  }),
+  spec('nodeKey', 'node-key', 'path', ['run'], "this sidecar's client key for the control plane", {
+    placeholder: 'FILE',
+  }),
+  spec('nodeId', 'node-id', 'string', ['run'], 'node id sent to the control plane (default SERVICE-PID)', {
+    placeholder: 'ID',
+  }),
+  spec('rulesCache', 'rules-cache', 'path', ['run'], 'last good control-plane rules, reloaded at start', {
+    default: '.httpmesh/rules-last-good.bin',
+    placeholder: 'FILE',
   }),
   spec('rules', 'rules', 'path', NET, 'standalone rules file (YAML), watched and reloaded on change', {
     placeholder: 'FILE',

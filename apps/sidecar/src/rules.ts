@@ -61,7 +61,14 @@ export function parseRules(text: string, path = '<rules>'): RulesDocument {
   if (doc.errors.length > 0) {
     throw new RulesFileError(path, '', `not valid YAML: ${doc.errors[0]?.message ?? 'parse error'}`);
   }
-  const root: unknown = doc.toJS() ?? {};
+  return validateRules(doc.toJS() ?? {}, path, hash);
+}
+
+/**
+ * Validates a rules document already parsed (from YAML, or converted from rule-sync resources) and fills
+ * in defaults. `hash` identifies the version. Throws {@link RulesFileError} naming the field.
+ */
+export function validateRules(root: unknown, path: string, hash: string): RulesDocument {
   if (!isMapping(root)) throw new RulesFileError(path, '', 'expected a mapping with intercept and routes');
   checkKeys(path, '', root, ['intercept', 'routes']);
 

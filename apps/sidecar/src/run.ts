@@ -18,6 +18,7 @@ import { createPrometheusEndpoint, type Direction, MeshMetrics } from '@httpmesh
 import { TrafficCapture } from '@httpmesh/traffic-capture';
 import type { Logger } from 'pino';
 import { loadOrCreateCa } from './ca.js';
+import { type ControlPlaneSource, startControlPlaneSource } from './control-plane.js';
 import { UsageError } from './errors.js';
 import { InterceptPolicy } from './intercept-policy.js';
 import type { OptionKey, SidecarOptions } from './options.js';
@@ -39,7 +40,7 @@ export interface SidecarRuntime {
 
 interface RulesState {
   document: RulesDocument | null;
-  source: 'file' | 'none';
+  source: 'file' | 'control-plane' | 'none';
   loadedAt: string | null;
 }
 
@@ -47,14 +48,14 @@ const kCounted = Symbol('httpmesh.sidecar.inflight');
 
 /** Starts proxy, rules, metrics and admin endpoint for the given options. */
 export async function startSidecar(options: SidecarOptions, log: Logger): Promise<SidecarRuntime> {
-  if (options.controlPlane.length > 0) {
-    throw new UsageError('--control-plane is not wired into run yet; use --rules FILE (standalone mode)');
+  if (options.controlPlane.length > 0 && options.rules !== undefined) {
+    throw new UsageError('--control-plane and --rules are two rules sources: give one');
   }
   const ca: CertificateAuthority = await loadOrCreateCa(options.caDir, log);
   const upstreamCa = options.upstreamCa === undefined ? [] : [await readFile(options.upstreamCa, 'utf8')];
   const rules: RulesState = {
     document: null,
-    source: options.rules === undefined ? 'none' : 'file',
+    source: options.controlPlane.length > 0 ? 'control-plane' : options.rules === undefined ? 'none' : 'file',
     loadedAt: null,
   };
   let policy = new InterceptPolicy([]);
@@ -128,6 +129,15 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
     });
     await applyRules(await watcher.start());
   }
+  let controlPlane: ControlPlaneSource | null = null;
+  if (options.controlPlane.length > 0) {
+    // The first push is not awaited: the sidecar serves (not ready, no rules) while it connects.
+    controlPlane = await startControlPlaneSource(options, log, (doc) => {
+      applyRules(doc).catch((e: Error) =>
+        log.error({ event: 'rules.apply_failed', err: e.message }, 'rules not applied'),
+      );
+    });
+  }
 
   const filtersFor = (direction: Direction): ExchangeFilter[] => {
     const filters: ExchangeFilter[] = [
@@ -190,10 +200,12 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
     log.warn({ event: 'proxy.connection_error', code: error.code, err: error.message }, 'connection failed');
   // mitm-core asks `intercept` with the SNI / CONNECT host for TLS, and with the original destination
   // IP for plain HTTP in transparent mode: IP literals must say yes so plain HTTP is parsed and measured.
-  // (A TLS client sending no SNI to an address in the ipset is then terminated too.)
+  // (A TLS client sending no SNI to an address in the ipset is then terminated too.) In explicit mode an IP
+  // is a CONNECT target and follows the rules like any host.
+  const transparent = options.mode === 'transparent';
   const outbound: MitmProxy = createMitmProxy({
     ca,
-    intercept: (host) => isIP(host) !== 0 || policy.intercepts(host),
+    intercept: (host) => (transparent && isIP(host) !== 0) || policy.intercepts(host),
     upstreamCa,
     filters: filtersFor('outbound'),
     onError,
@@ -299,6 +311,7 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
     async drain(deadlineMs) {
       draining = true;
       watcher?.close();
+      await controlPlane?.close();
       // Stop accepting. (Explicit mode: mitm-core's listener has no stop-accepting call of its own, so
       // new connections there are still served until close(); readiness already reports draining.)
       for (const server of listeners) server.close();

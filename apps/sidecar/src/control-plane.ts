@@ -1,0 +1,148 @@
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import {
+  type AppliedUpdate,
+  createRuleSyncClient,
+  InterceptRule_Action,
+  type Resource,
+  ResourceType,
+  type RuleSyncClient,
+} from '@httpmesh/rule-sync';
+import type { Logger } from 'pino';
+import { UsageError } from './errors.js';
+import type { HostPort, SidecarOptions } from './options.js';
+import { type RulesDocument, validateRules } from './rules.js';
+
+export interface ControlPlaneSource {
+  readonly client: RuleSyncClient;
+  close(): Promise<void>;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+/**
+ * rule-sync resources → the same document shape a rules file has, validated by the same code, so the
+ * proxy cannot tell the two sources apart. Throws RulesFileError (field-precise) on a bad resource.
+ */
+export function resourcesToRules(
+  intercept: readonly Resource[],
+  routes: readonly Resource[],
+  version: string,
+): RulesDocument {
+  const doc = {
+    intercept: intercept.flatMap((r) =>
+      r.body?.$case === 'interceptRule'
+        ? [
+            {
+              name: r.body.value.name || r.name,
+              domain: r.body.value.domain,
+              action:
+                r.body.value.action === InterceptRule_Action.ACTION_PASSTHROUGH ? 'passthrough' : 'intercept',
+              upstreamTlsVerify: r.body.value.upstreamTlsVerify ?? true,
+            },
+          ]
+        : [],
+    ),
+    routes: routes.flatMap((r) =>
+      r.body?.$case === 'routeSet'
+        ? [
+            {
+              name: r.body.value.name || r.name,
+              host: r.body.value.host,
+              patterns: r.body.value.routes.map((route) => ({
+                pattern: route.pattern,
+                methods: route.methods,
+              })),
+            },
+          ]
+        : [],
+    ),
+  };
+  return validateRules(doc, 'control-plane', version);
+}
+
+/**
+ * Subscribes to intercept rules and route sets. A push that fails validation is NACKed (rule-sync keeps the
+ * last good version); accepted versions are persisted by rule-sync and reloaded at start, so a restart
+ * without the control plane still serves the last good rules.
+ */
+export async function startControlPlaneSource(
+  options: SidecarOptions,
+  log: Logger,
+  onRules: (doc: RulesDocument) => void,
+): Promise<ControlPlaneSource> {
+  const tlsFiles = [options.controlPlaneCa, options.nodeCert, options.nodeKey];
+  const addresses = options.controlPlane.map((h: HostPort) =>
+    isIP(h.host) === 6 ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`,
+  );
+  let tls: { ca: string; cert: string; key: string } | undefined;
+  if (tlsFiles.every((f) => f !== undefined)) {
+    const [ca, cert, key] = await Promise.all(tlsFiles.map((f) => readFile(f as string, 'utf8')));
+    tls = { ca: ca as string, cert: cert as string, key: key as string };
+  } else if (tlsFiles.some((f) => f !== undefined)) {
+    throw new UsageError('--control-plane-ca, --node-cert and --node-key go together');
+  } else if (!options.controlPlane.every((h) => isLoopback(h.host))) {
+    throw new UsageError(
+      'a control plane off loopback needs mTLS: give --control-plane-ca, --node-cert and --node-key',
+    );
+  }
+  const service = options.service ?? 'unknown_service';
+  const current = {
+    [ResourceType.RESOURCE_TYPE_INTERCEPT_RULE]: [] as readonly Resource[],
+    [ResourceType.RESOURCE_TYPE_ROUTE_SET]: [] as readonly Resource[],
+  };
+  const client = createRuleSyncClient({
+    addresses,
+    node: { id: options.nodeId ?? `${service}-${process.pid}`, service, version: '0.1.0' },
+    subscriptions: [ResourceType.RESOURCE_TYPE_INTERCEPT_RULE, ResourceType.RESOURCE_TYPE_ROUTE_SET],
+    ...(tls === undefined ? { insecure: true } : { tls }),
+    persistPath: options.rulesCache,
+    validate: (update) => {
+      const intercept =
+        update.type === ResourceType.RESOURCE_TYPE_INTERCEPT_RULE
+          ? update.resources
+          : current[ResourceType.RESOURCE_TYPE_INTERCEPT_RULE];
+      const routes =
+        update.type === ResourceType.RESOURCE_TYPE_ROUTE_SET
+          ? update.resources
+          : current[ResourceType.RESOURCE_TYPE_ROUTE_SET];
+      resourcesToRules(intercept, routes, update.systemVersion); // throws -> NACK with the field in the message
+    },
+    logger: {
+      info: (message) => log.info({ event: 'rule-sync' }, message),
+      warn: (message) => log.warn({ event: 'rule-sync' }, message),
+      error: (message) => log.error({ event: 'rule-sync' }, message),
+    },
+  });
+  client.on('applied', (update: AppliedUpdate) => {
+    if (
+      update.type !== ResourceType.RESOURCE_TYPE_INTERCEPT_RULE &&
+      update.type !== ResourceType.RESOURCE_TYPE_ROUTE_SET
+    ) {
+      return;
+    }
+    current[update.type] = update.resources;
+    const version = `intercept=${client.version(ResourceType.RESOURCE_TYPE_INTERCEPT_RULE) ?? '-'};routes=${client.version(ResourceType.RESOURCE_TYPE_ROUTE_SET) ?? '-'}`;
+    log.info(
+      { event: 'rules.received', source: update.source, type: update.type, version },
+      'rules from control plane',
+    );
+    onRules(
+      resourcesToRules(
+        current[ResourceType.RESOURCE_TYPE_INTERCEPT_RULE],
+        current[ResourceType.RESOURCE_TYPE_ROUTE_SET],
+        version,
+      ),
+    );
+  });
+  client.on('nacked', (type, version, detail) =>
+    log.error(
+      { event: 'rules.nacked', type, version, detail: detail.message },
+      'control-plane rules rejected',
+    ),
+  );
+  await client.start();
+  return { client, close: () => client.close() };
+}

@@ -1,0 +1,202 @@
+/**
+ * `run` with --control-plane: a real rule-sync server on loopback pushes intercept rules and route sets;
+ * the sidecar becomes ready, measures with the pushed patterns, follows updates, NACKs a bad push while
+ * keeping the last good rules, and after a restart without the control plane serves the persisted copy.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  createRuleSyncServer,
+  InterceptRule_Action,
+  type Resource,
+  type RuleSyncServer,
+} from '@httpmesh/rule-sync';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createLogger, resolveOptions } from '../src/index.js';
+import { type SidecarRuntime, startSidecar } from '../src/run.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'httpmesh-sidecar-cp-'));
+let upstream: Server;
+let upstreamPort = 0;
+let server: RuleSyncServer;
+let cpPort = 0;
+const runtimes: SidecarRuntime[] = [];
+const group = { service: 'checkout' };
+
+function resources(routePattern: string, domain = '*.partner.test'): Resource[] {
+  return [
+    {
+      name: 'partner',
+      version: '',
+      body: {
+        $case: 'interceptRule',
+        value: {
+          name: 'partner',
+          domain,
+          action: InterceptRule_Action.ACTION_INTERCEPT,
+          upstreamTlsVerify: undefined,
+        },
+      },
+    },
+    {
+      name: 'loopback',
+      version: '',
+      body: {
+        $case: 'routeSet',
+        value: { name: 'loopback', host: '127.0.0.1', routes: [{ pattern: routePattern, methods: [] }] },
+      },
+    },
+  ];
+}
+
+function get(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms = 8000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function start(): Promise<SidecarRuntime> {
+  const { options } = resolveOptions(
+    'run',
+    [
+      '--listen',
+      '127.0.0.1:0',
+      '--admin',
+      '127.0.0.1:0',
+      '--ca-dir',
+      join(dir, 'ca'),
+      '--control-plane',
+      `127.0.0.1:${cpPort}`,
+      '--service',
+      'checkout',
+      '--rules-cache',
+      join(dir, 'rules.bin'),
+      '--log-level',
+      'silent',
+    ],
+    {},
+    dir,
+  );
+  const runtime = await startSidecar(options, createLogger('silent'));
+  runtimes.push(runtime);
+  return runtime;
+}
+
+const config = async (rt: SidecarRuntime) =>
+  JSON.parse((await get(rt.adminAddress.port, '/config')).body) as {
+    rules: {
+      source: string;
+      version: string | null;
+      intercept: { domain: string }[];
+      routes: { routes: { pattern: string }[] }[];
+    };
+  };
+
+beforeAll(async () => {
+  upstream = createServer((req, res) => res.end(JSON.stringify({ path: req.url })));
+  upstreamPort = await new Promise((resolve) =>
+    upstream.listen(0, '127.0.0.1', () => resolve((upstream.address() as AddressInfo).port)),
+  );
+  server = createRuleSyncServer({ insecure: true, debounce: { quietMs: 10, maxDelayMs: 100 } });
+  cpPort = await server.listen('127.0.0.1:0');
+});
+
+afterAll(async () => {
+  for (const rt of runtimes) await rt.drain(1000).catch(() => {});
+  await server?.close(100);
+  upstream?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('run with --control-plane', () => {
+  test('becomes ready with pushed rules, measures with them and follows updates; a bad push is NACKed', async () => {
+    server.setResources(group, resources('/items/:id'));
+    const rt = await start();
+    await eventually(
+      async () => (await get(rt.adminAddress.port, '/readyz')).status,
+      (s) => s === 200,
+    );
+    const first = await config(rt);
+    expect(first.rules.source).toBe('control-plane');
+    expect(first.rules.intercept.map((r) => r.domain)).toEqual(['*.partner.test']);
+
+    const url = `http://127.0.0.1:${upstreamPort}/items/5`;
+    expect((await get(rt.proxyAddress.port, url, { host: `127.0.0.1:${upstreamPort}` })).status).toBe(200);
+    await eventually(
+      async () => (await get(rt.adminAddress.port, '/metrics')).body,
+      (m) => m.includes('http_route="/items/:id"'),
+    );
+
+    server.setResources(group, resources('/orders/:id'));
+    const second = await eventually(
+      () => config(rt),
+      (c) => c.rules.version !== first.rules.version,
+    );
+    expect(second.rules.routes[0]?.routes[0]?.pattern).toBe('/orders/:id');
+
+    // A domain the sidecar refuses (a whole TLD): NACKed, the last good rules stay.
+    const nacked = new Promise<void>((resolve) => server.once('nack', () => resolve()));
+    server.setResources(group, resources('/orders/:id', '*.test'));
+    await nacked;
+    expect((await config(rt)).rules.version).toBe(second.rules.version);
+    await rt.drain(1000);
+  });
+
+  test('restarted with the control plane gone, it serves the persisted last good rules', async () => {
+    await server.close(100);
+    const rt = await start();
+    const restored = await eventually(
+      () => config(rt),
+      (c) => c.rules.version !== null,
+    );
+    expect(restored.rules.routes[0]?.routes[0]?.pattern).toBe('/orders/:id');
+    expect((await get(rt.adminAddress.port, '/readyz')).status).toBe(200);
+  });
+
+  test('--control-plane with --rules, or off loopback without mTLS files, is a usage error', async () => {
+    const both = resolveOptions(
+      'run',
+      ['--control-plane', '127.0.0.1:1', '--rules', join(dir, 'r.yaml'), '--ca-dir', join(dir, 'ca')],
+      {},
+      dir,
+    ).options;
+    await expect(startSidecar(both, createLogger('silent'))).rejects.toMatchObject({
+      code: 'HTTPMESH_SIDECAR_USAGE',
+    });
+    const remote = resolveOptions(
+      'run',
+      ['--control-plane', 'cp.example:7000', '--ca-dir', join(dir, 'ca')],
+      {},
+      dir,
+    ).options;
+    await expect(startSidecar(remote, createLogger('silent'))).rejects.toMatchObject({
+      code: 'HTTPMESH_SIDECAR_USAGE',
+    });
+  });
+});
