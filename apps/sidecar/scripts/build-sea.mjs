@@ -6,7 +6,17 @@
 // Runs after `tsc -b` (it bundles dist/). Any failure fails the build: the binary is a release artefact, and a
 // build that silently skipped it would only be noticed by whoever ships it.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,16 +25,20 @@ import { inject } from 'postject';
 
 const appDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = join(appDir, 'dist', 'sea');
-const bundlePath = join(outDir, 'httpmesh-sidecar.cjs');
-const blobPath = join(outDir, 'httpmesh-sidecar.blob');
-const seaConfigPath = join(outDir, 'sea-config.json');
-const binaryPath = join(outDir, 'httpmesh-sidecar');
+// Built in a directory of its own, then renamed into place file by file: tests or a sidecar running the previous
+// binary while a build runs keep working (a rename replaces a file atomically; the old inode lives on).
+const workDir = join(appDir, 'dist', `.sea-build-${process.pid}`);
+const bundlePath = join(workDir, 'httpmesh-sidecar.cjs');
+const blobPath = join(workDir, 'httpmesh-sidecar.blob');
+const seaConfigPath = join(workDir, 'sea-config.json');
+const binaryPath = join(workDir, 'httpmesh-sidecar');
 const ADDON_FILE = 'original_dst.node';
 // The fuse string Node's binary carries to mark "a SEA blob may be injected" (Node's SEA documentation).
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
 function fail(message) {
   console.error(`[sidecar:build-sea] FAILED: ${message}`);
+  rmSync(workDir, { recursive: true, force: true });
   process.exit(1);
 }
 
@@ -72,8 +86,7 @@ const addonBesideBinary = {
   },
 };
 
-rmSync(outDir, { recursive: true, force: true });
-mkdirSync(outDir, { recursive: true });
+mkdirSync(workDir, { recursive: true });
 
 step('bundling dist/cli-main.js and its dependencies (esbuild, CommonJS)');
 const result = await build({
@@ -135,7 +148,7 @@ try {
 const mitmCoreDir = dirname(createRequire(import.meta.url).resolve('@httpmesh/mitm-core/package.json'));
 const builtAddon = join(mitmCoreDir, 'build', 'Release', ADDON_FILE);
 if (existsSync(builtAddon)) {
-  copyFileSync(builtAddon, join(outDir, ADDON_FILE));
+  copyFileSync(builtAddon, join(workDir, ADDON_FILE));
   step(`copied ${ADDON_FILE} beside the binary`);
 } else {
   step(`${builtAddon} not built: the binary falls back to SNI/Host in transparent mode`);
@@ -152,4 +165,10 @@ try {
 } catch (error) {
   fail(`${binaryPath} --help: ${error instanceof Error ? error.message : String(error)}`);
 }
-step(`built ${binaryPath}`);
+mkdirSync(outDir, { recursive: true });
+const built = readdirSync(workDir);
+for (const stale of readdirSync(outDir))
+  if (!built.includes(stale)) rmSync(join(outDir, stale), { force: true });
+for (const file of built) renameSync(join(workDir, file), join(outDir, file));
+rmSync(workDir, { recursive: true, force: true });
+step(`built ${join(outDir, 'httpmesh-sidecar')}`);
