@@ -75,9 +75,6 @@ const HOST_NAME = /^(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_
 const HOST_IPV6 = /^\[[0-9a-f:.]+\]$/;
 
 const SLASH = 47;
-const QUESTION = 63;
-const HASH = 35;
-const PERCENT = 37;
 
 /** Compiles `routes` into an immutable matcher. Throws {@link PatternError} for any bad or conflicting route. */
 export function createMatcher<T = unknown>(routes: RouteSpec<T>[], options: MatcherOptions = {}): Matcher<T> {
@@ -278,11 +275,10 @@ function createLookup(
 
   /** restEnd for a path whose scan stopped early at `cap` segments. */
   function findRestEnd(from: number): number {
-    let end = path.length;
-    for (let i = from; i < end; i++) {
-      const c = path.charCodeAt(i);
-      if (c === QUESTION || c === HASH) end = i;
-    }
+    let end = path.indexOf('?', from);
+    if (end === -1) end = path.length;
+    const fragment = path.indexOf('#', from);
+    if (fragment !== -1 && fragment < end) end = fragment;
     // The scan stopped after at least two segments, so a final `/` here always ends an empty last segment.
     return pathEndTrimmed(end, path.charCodeAt(end - 1) === SLASH);
   }
