@@ -572,3 +572,21 @@ test('upstreamHttp2 negotiates h2 with upstreams that accept it', async () => {
   await h2Proxy.close();
   h2Upstream.close();
 });
+
+test('transparent plain HTTP also gets 408 for a head that never completes', async () => {
+  const slow = createMitmProxy({ ca: pki.proxyCa, headersTimeoutMs: 300 });
+  const redirector = net.createServer((s) => slow.handleConnection(s, null));
+  redirector.listen(0, '127.0.0.1');
+  await once(redirector, 'listening');
+  const socket = net.connect((redirector.address() as net.AddressInfo).port, '127.0.0.1');
+  await once(socket, 'connect');
+  socket.write('GET / HTTP/1.1\r\nhost: a\r\n');
+  let data = '';
+  socket.on('data', (chunk: Buffer) => {
+    data += chunk.toString('latin1');
+  });
+  await once(socket, 'close');
+  expect(data.startsWith('HTTP/1.1 408')).toBe(true);
+  redirector.close();
+  await slow.close();
+});

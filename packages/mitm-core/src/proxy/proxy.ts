@@ -319,6 +319,9 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   );
   plainServer.on('clientError', onClientError);
   plainServer.on('connection', trackSocket);
+  // Never listens itself (the acceptor or handleConnection feed it); 'listening' starts node:http's
+  // header-timeout sweeper, which transparent-mode connections need too.
+  plainServer.emit('listening');
 
   const tlsServer = http2.createSecureServer({
     allowHTTP1: true,
@@ -983,7 +986,6 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     async listen(port = 0, host = '127.0.0.1') {
       acceptor.listen(port, host);
       await once(acceptor, 'listening');
-      plainServer.emit('listening'); // starts node:http's header-timeout sweeper
       return acceptor.address() as AddressInfo;
     },
     handleConnection(socket, originalDestination) {
