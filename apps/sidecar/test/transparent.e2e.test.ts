@@ -8,7 +8,7 @@
  * Needs root (CI runs as root); everything is removed in afterAll.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -286,6 +286,37 @@ describe.skipIf(!canRun)(
       await metricsMatching(/http_client_request_duration_count\{[^}]*http_route="\/orders\/:id"/);
     });
 
+    test('Node and Python clients trust the mesh CA through the env file `ca trust` writes', async () => {
+      const envFile = join(dir, 'trust.env');
+      await run(process.execPath, [
+        cli,
+        'ca',
+        'trust',
+        '--ca-dir',
+        join(dir, 'ca'),
+        '--trust',
+        'env',
+        '--trust-env-file',
+        envFile,
+      ]);
+      const vars = readFileSync(envFile, 'utf8')
+        .split('\n')
+        .filter((l) => /^[A-Z_]+=/.test(l));
+      const inNs = (...argv: string[]) => sh('ip', 'netns', 'exec', SVC, 'env', ...vars, ...argv);
+      const node = await inNs(
+        process.execPath,
+        '-e',
+        "require('node:https').get('https://api.partner.test/orders/3', (r) => r.pipe(process.stdout)).on('error', (e) => { console.error(e.message); process.exit(1); })",
+      );
+      expect(JSON.parse(node)).toMatchObject({ server: 'upstream', path: '/orders/3' });
+      const python = await inNs(
+        'python3',
+        '-c',
+        "import urllib.request; print(urllib.request.urlopen('https://api.partner.test/orders/4', timeout=5).read().decode())",
+      );
+      expect(JSON.parse(python)).toMatchObject({ server: 'upstream', path: '/orders/4' });
+    });
+
     test('HTTPS to a domain not in the rules passes untouched: the client trusts only the upstream CA', async () => {
       const reply = await curlIn(SVC, '--cacert', upstreamCa, 'https://www.other.test/');
       expect(reply).toMatchObject({ server: 'upstream', host: 'www.other.test' });
@@ -302,7 +333,7 @@ describe.skipIf(!canRun)(
       const connections = JSON.parse(await adminGet('/connections')) as {
         accepted: { outbound: number; inbound: number };
       };
-      expect(connections.accepted).toEqual({ outbound: 2, inbound: 1 }); // items (HTTP) + orders (HTTPS)
+      expect(connections.accepted).toEqual({ outbound: 4, inbound: 1 }); // HTTP items, HTTPS orders (curl, Node, Python)
     });
 
     test('a rules change switches a domain between intercept and passthrough without restarting', async () => {
