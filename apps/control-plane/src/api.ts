@@ -23,6 +23,8 @@ export interface ApiOptions {
   adminToken: string;
   /** When true, read-only calls need the admin token too. */
   protectReads: boolean;
+  /** Directory of the built dashboard served at `/`; default the built @httpmesh/dashboard package. */
+  dashboardDir?: string;
   /** Largest accepted request body. Default 1 MiB. */
   maxBodyBytes?: number;
 }
@@ -176,7 +178,7 @@ export function createApiServer(options: ApiOptions): Server {
     return filter;
   };
 
-  const dashboard = createDashboardHandler();
+  const dashboard = createDashboardHandler(options.dashboardDir);
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? 'GET';

@@ -33,6 +33,7 @@ async function serve(argv: string[]): Promise<void> {
     ...(config.adminToken === undefined ? {} : { adminToken: config.adminToken }),
     ...(pki === undefined ? {} : { pki }),
     ...(config.alertWebhook === undefined ? {} : { alertWebhook: { url: config.alertWebhook } }),
+    ...(config.dashboardDir === undefined ? {} : { dashboardDir: resolve(config.dashboardDir) }),
   });
   let addresses: Awaited<ReturnType<ControlPlane['start']>>;
   try {

@@ -14,6 +14,7 @@ export interface ServeConfig {
   adminToken: string | undefined;
   protectReads: boolean;
   alertWebhook: string | undefined;
+  dashboardDir: string | undefined;
 }
 
 export const DEFAULTS: ServeConfig = {
@@ -27,6 +28,7 @@ export const DEFAULTS: ServeConfig = {
   adminToken: undefined,
   protectReads: false,
   alertWebhook: undefined,
+  dashboardDir: undefined,
 };
 
 /** Flag name, environment variable and YAML key of each setting. */
@@ -41,6 +43,7 @@ const SETTINGS = {
   adminToken: { flag: 'admin-token', env: 'HTTPMESH_ADMIN_TOKEN' },
   protectReads: { flag: 'protect-reads', env: 'HTTPMESH_PROTECT_READS' },
   alertWebhook: { flag: 'alert-webhook', env: 'HTTPMESH_ALERT_WEBHOOK' },
+  dashboardDir: { flag: 'dashboard-dir', env: 'HTTPMESH_DASHBOARD_DIR' },
 } as const satisfies Record<keyof ServeConfig, { flag: string; env: string }>;
 
 export const USAGE = `Usage:
@@ -60,6 +63,7 @@ serve options (flag > environment > YAML file > default):
   --admin-token TOKEN      bearer token for mutating calls (HTTPMESH_ADMIN_TOKEN; generated and printed once if absent)
   --protect-reads          read-only API calls need the admin token too (HTTPMESH_PROTECT_READS=true)
   --alert-webhook URL      JSON webhook called when alerts fire and resolve (HTTPMESH_ALERT_WEBHOOK)
+  --dashboard-dir DIR      built dashboard served at / (HTTPMESH_DASHBOARD_DIR)
   -h, --help
 `;
 
@@ -126,6 +130,7 @@ export function resolveServeConfig(argv: readonly string[], env: NodeJS.ProcessE
         'admin-token': { type: 'string' },
         'protect-reads': { type: 'boolean' },
         'alert-webhook': { type: 'string' },
+        'dashboard-dir': { type: 'string' },
       },
     });
   } catch (err) {

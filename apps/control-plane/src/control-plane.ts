@@ -25,6 +25,8 @@ export interface ControlPlaneOptions {
   /** Names the rule-sync server certificate is issued for. Default the grpc host plus localhost/127.0.0.1. */
   serverNames?: readonly string[];
   alertWebhook?: WebhookOptions;
+  /** Built dashboard served at `/` (see ApiOptions.dashboardDir). */
+  dashboardDir?: string;
   alertIntervalMs?: number;
   metricsSlotMs?: number;
   /** Full store resync period (closes gaps of a lost etcd watch). Default 30 000 ms; 0 disables. */
@@ -137,6 +139,7 @@ export class ControlPlane {
       pki: this.options.pki,
       adminToken: this.adminToken,
       protectReads: this.options.protectReads ?? false,
+      ...(this.options.dashboardDir === undefined ? {} : { dashboardDir: this.options.dashboardDir }),
     });
     this.http = server;
     await new Promise<void>((resolve, reject) => {

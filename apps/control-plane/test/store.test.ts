@@ -292,3 +292,40 @@ describe('SqliteStore file integrity', () => {
     }
   });
 });
+
+describe.skipIf(skipEtcd)('EtcdStore malformed data', () => {
+  let shared: EtcdInstance | undefined;
+  beforeAll(async () => {
+    shared = await startEtcd();
+  }, 30_000);
+  afterAll(() => shared?.stop());
+
+  test('garbage under the prefix is reported as corrupt on read and ignored by watchers', async () => {
+    const { Etcd3 } = await import('etcd3');
+    const raw = new Etcd3({ hosts: [shared!.endpoint] });
+    const store = await EtcdStore.open({ endpoints: [shared!.endpoint], prefix: '/garbage' });
+    try {
+      const seen: StoreChange[] = [];
+      store.watch((change) => seen.push(change));
+      await raw.put('/garbage/history/RouteSet/x/0000000001').value('{not json');
+      await raw.put('/garbage/history/RouteSet/y/0000000001').value('{"kind":"Nope","name":"y"}');
+      await waitFor(() => store.malformedEvents === 2, 5_000, 'malformed events counted');
+      await store.put('RouteSet', 'fine', ROUTES, { author: 'a' });
+      await waitFor(() => seen.length === 1, 5_000, 'the valid change');
+      expect(seen[0]?.rule?.name).toBe('fine');
+      await raw.put('/garbage/rules/RouteSet/bad').value('[]');
+      await expect(store.list('RouteSet')).rejects.toMatchObject({
+        code: 'HTTPMESH_CP_STORE_CORRUPT',
+        message: expect.stringContaining('/garbage/rules/RouteSet/bad'),
+      });
+      await expect(store.get('RouteSet', 'bad')).rejects.toMatchObject({ code: 'HTTPMESH_CP_STORE_CORRUPT' });
+      await raw.put('/garbage/head/RouteSet/fine').value('NaN');
+      await expect(store.put('RouteSet', 'fine', ROUTES, { author: 'a' })).rejects.toMatchObject({
+        code: 'HTTPMESH_CP_STORE_CORRUPT',
+      });
+    } finally {
+      await store.close();
+      raw.close();
+    }
+  });
+});

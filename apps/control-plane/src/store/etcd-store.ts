@@ -1,6 +1,12 @@
 import { Etcd3 } from 'etcd3';
 import type { IOptions, Watcher } from 'etcd3';
-import { RevisionConflictError, RuleNotFoundError, StoreUnavailableError } from '../errors.js';
+import {
+  RevisionConflictError,
+  RuleNotFoundError,
+  StoreCorruptError,
+  StoreUnavailableError,
+} from '../errors.js';
+import { isRuleKind } from '../rules.js';
 import type { JsonObject, RuleKind } from '../rules.js';
 import { rollbackVia } from './rollback.js';
 import type {
@@ -22,6 +28,39 @@ export interface EtcdStoreOptions {
   timeoutMs?: number;
 }
 
+function isSpec(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Parses a value written by another replica (or by hand): never trusted. */
+function parseEntry<T extends StoredRule | RuleRevision>(
+  key: string,
+  text: string,
+  shape: 'rule' | 'revision',
+): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new StoreCorruptError(`etcd key ${key} does not hold JSON`);
+  }
+  const v = value as Record<string, unknown>;
+  const ok =
+    isSpec(value) &&
+    typeof v['kind'] === 'string' &&
+    isRuleKind(v['kind']) &&
+    typeof v['name'] === 'string' &&
+    Number.isInteger(v['revision']) &&
+    (shape === 'rule'
+      ? isSpec(v['spec']) && typeof v['updatedAt'] === 'string' && typeof v['updatedBy'] === 'string'
+      : (v['spec'] === null || isSpec(v['spec'])) &&
+        typeof v['action'] === 'string' &&
+        typeof v['author'] === 'string' &&
+        typeof v['at'] === 'string');
+  if (!ok) throw new StoreCorruptError(`etcd key ${key} does not hold a valid ${shape}`);
+  return value as T;
+}
+
 /**
  * Store on etcd for several control-plane replicas. Keys under the prefix:
  * `rules/<kind>/<name>` (current rule), `head/<kind>/<name>` (last revision number, survives deletes),
@@ -35,6 +74,8 @@ export class EtcdStore implements Store {
   private readonly prefix: string;
   private readonly listeners = new Set<ChangeListener>();
   private watcher: Watcher | undefined;
+  /** Watch events under `history/` that did not parse and were ignored. */
+  malformedEvents = 0;
 
   private constructor(client: Etcd3, prefix: string) {
     this.client = client;
@@ -58,7 +99,15 @@ export class EtcdStore implements Store {
       throw new StoreUnavailableError(`etcd at ${options.endpoints.join(', ')}: ${(err as Error).message}`);
     }
     store.watcher.on('put', (kv) => {
-      const entry = JSON.parse(kv.value.toString('utf8')) as RuleRevision;
+      let entry: RuleRevision;
+      try {
+        entry = parseEntry<RuleRevision>(kv.key.toString('utf8'), kv.value.toString('utf8'), 'revision');
+      } catch {
+        // A foreign or damaged write under our prefix: not a change we can apply; the periodic resync
+        // (which reads `rules/`) stays authoritative.
+        store.malformedEvents++;
+        return;
+      }
       const change: StoreChange = {
         revision: entry,
         rule:
@@ -93,14 +142,15 @@ export class EtcdStore implements Store {
   async list(kind?: RuleKind): Promise<StoredRule[]> {
     const prefix = kind === undefined ? `${this.prefix}/rules/` : `${this.prefix}/rules/${kind}/`;
     const all = await this.call(() => this.client.getAll().prefix(prefix).strings());
-    return Object.values(all)
-      .map((text) => JSON.parse(text) as StoredRule)
+    return Object.entries(all)
+      .map(([key, text]) => parseEntry<StoredRule>(key, text, 'rule'))
       .sort((a, b) => (a.kind === b.kind ? (a.name < b.name ? -1 : 1) : a.kind < b.kind ? -1 : 1));
   }
 
   async get(kind: RuleKind, name: string): Promise<StoredRule | undefined> {
-    const text = await this.call(() => this.client.get(this.ruleKey(kind, name)).string());
-    return text === null ? undefined : (JSON.parse(text) as StoredRule);
+    const key = this.ruleKey(kind, name);
+    const text = await this.call(() => this.client.get(key).string());
+    return text === null ? undefined : parseEntry<StoredRule>(key, text, 'rule');
   }
 
   async put(kind: RuleKind, name: string, spec: JsonObject, options: WriteOptions): Promise<StoredRule> {
@@ -121,8 +171,8 @@ export class EtcdStore implements Store {
 
   async history(kind: RuleKind, name: string): Promise<RuleRevision[]> {
     const all = await this.call(() => this.client.getAll().prefix(this.historyPrefix(kind, name)).strings());
-    return Object.values(all)
-      .map((text) => JSON.parse(text) as RuleRevision)
+    return Object.entries(all)
+      .map(([key, text]) => parseEntry<RuleRevision>(key, text, 'revision'))
       .sort((a, b) => a.revision - b.revision);
   }
 
@@ -182,7 +232,10 @@ export class EtcdStore implements Store {
       );
     }
     if (spec === null && current === undefined) return undefined;
-    const revision = (head === undefined ? 0 : Number(head.value.toString('utf8'))) + 1;
+    const headValue = head === undefined ? 0 : Number(head.value.toString('utf8'));
+    if (!Number.isInteger(headValue) || headValue < 0)
+      throw new StoreCorruptError(`etcd key ${headKey} does not hold a revision number`);
+    const revision = headValue + 1;
     const at = new Date().toISOString();
     const action: ChangeAction = forced ?? (current === undefined ? 'create' : 'update');
     const entry: RuleRevision = { kind, name, revision, action, spec, author: options.author, at };
