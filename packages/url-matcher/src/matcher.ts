@@ -1,7 +1,7 @@
 import { MatcherOptionsError, PatternError } from './errors.js';
 import { compilePattern } from './pattern.js';
 import type { ShapeOptions } from './pattern.js';
-import { asciiLower, hashString, regionEqualsFolded, safeDecode } from './text.js';
+import { asciiLower, hashRange, hashString, regionEqualsFolded, safeDecode } from './text.js';
 import {
   ANY_METHOD,
   TrieBuilder,
@@ -290,13 +290,6 @@ function createLookup(
     return caseSensitive ? key : asciiLower(key);
   }
 
-  /** `hashString(path.slice(start, end))` without the slice; only nodes with several static children need it. */
-  function hashRange(start: number, end: number): number {
-    let hash = 0;
-    for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + path.charCodeAt(i)) | 0;
-    return hash;
-  }
-
   /** Raw segment [start, end) equals labels[offset, offset + length). */
   function rawEquals(start: number, end: number, offset: number, length: number): boolean {
     if (end - start !== length) return false;
@@ -317,7 +310,7 @@ function createLookup(
   function findStatic(node: number, d: number, start: number, end: number): number {
     const raw = caseSensitive && segEscaped[d] === 0;
     const key = raw ? '' : segmentKey(d, start, end);
-    const hash = raw ? hashRange(start, end) : hashString(key);
+    const hash = raw ? hashRange(path, start, end) : hashString(key);
     for (let slot = edgeSlot(node, hash, edgeMask); ; slot = (slot + 1) & edgeMask) {
       const at = slot * EDGE_STRIDE;
       const parent = edges[at + E_PARENT] as number;

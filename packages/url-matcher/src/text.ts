@@ -25,11 +25,15 @@ function foldFrom(value: string): string {
   return out;
 }
 
-/** The same rolling hash the lookup computes inline while it scans a request path. */
+/** Rolling hash of `value.slice(start, end)`, without the slice. */
+export function hashRange(value: string, start: number, end: number): number {
+  let hash = 0;
+  for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + value.charCodeAt(i)) | 0;
+  return hash;
+}
+
 export function hashString(value: string): number {
-  let h = 0;
-  for (let i = 0; i < value.length; i++) h = (Math.imul(h, 31) + value.charCodeAt(i)) | 0;
-  return h;
+  return hashRange(value, 0, value.length);
 }
 
 /** True when `text` occurs at `offset` in `source`, comparing A-Z case-insensitively. `text` is lower-case. */
