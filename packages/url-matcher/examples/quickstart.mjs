@@ -9,7 +9,7 @@ const matcher = createMatcher([
 ]);
 
 const show = (found) =>
-  console.log(found && `${found.pattern} ${JSON.stringify(found.params)} ${found.data}`);
+  console.log(found ? `${found.pattern} ${JSON.stringify(found.params)} ${found.data}` : 'no match');
 show(matcher.match('/users/42?expand=true', 'GET'));
 show(matcher.match('/users/me', 'GET'));
 show(matcher.match('/users/me', 'DELETE'));
@@ -22,10 +22,10 @@ show(matcher.match('/status', 'GET', 'example.org'));
 try {
   createMatcher([{ pattern: '/users/:id' }, { pattern: '/users/:name' }]);
 } catch (error) {
-  if (error instanceof PatternError) console.log(error.code, error.conflictsWith);
+  if (error instanceof PatternError) console.log(`${error.code} ${error.conflictsWith}`);
 }
 try {
   createMatcher([{ pattern: '/users/:id(\\d+)' }]);
 } catch (error) {
-  if (error instanceof PatternError) console.log(error.code, error.position);
+  if (error instanceof PatternError) console.log(`${error.code} at ${error.position}`);
 }

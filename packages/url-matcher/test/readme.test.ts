@@ -18,8 +18,12 @@ test('the README example is examples/quickstart.mjs and prints what the README s
   const example = readFileSync(join(root, 'examples/quickstart.mjs'), 'utf8');
   expect(codeBlockAfter('## Example', 'js')).toBe(example);
   // Imports the package by name, so this runs the built dist exactly as a user would.
+  // Colours (FORCE_COLOR under nx) would change what console.log prints.
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  delete env['FORCE_COLOR'];
   const output = execFileSync(process.execPath, [join(root, 'examples/quickstart.mjs')], {
     encoding: 'utf8',
+    env,
   });
   expect(output).toBe(codeBlockAfter('Output:', 'text'));
 });
