@@ -32,7 +32,7 @@ import type { AnyEntry, CompiledTrie, CompositeEdge } from './trie.js';
 export interface RouteSpec<T> {
   /** path-to-regexp v8 syntax: `/users/:id`, `/files/*path`, `/docs{/:lang}`. */
   pattern: string;
-  /** Restricts the route to these methods (case-insensitive here, upper-cased); omitted means any method. */
+  /** Restricts the route to these methods (upper-cased when compiled); omitted means any method. */
   methods?: string[];
   /** Restricts the route to an exact host (`api.example.com`) or a wildcard (`*.example.com`). */
   host?: string;
@@ -189,8 +189,8 @@ interface LookupOptions {
 }
 
 /**
- * Builds the lookup function. It scans the path once by index (recording at most maxDepth + 1 segment
- * boundaries and hashes in preallocated arrays), then walks the compiled trie depth-first: static, composite,
+ * Builds the lookup function. It scans the path once with native indexOf (recording at most maxDepth + 1
+ * segment boundaries in preallocated arrays), then walks the compiled trie depth-first: static, composite,
  * param, wildcard. Every trie node sits at a fixed depth, so each is visited at most once per lookup and the
  * walk is linear in the size of the trie, whatever the input. Strings and objects are allocated only for a
  * match (and for segments that need percent-decoding or case folding).

@@ -29,7 +29,7 @@ type Part = { type: 'text'; value: string } | { type: 'param' | 'wildcard'; name
 /** path-to-regexp's own ceiling on optional-group expansion; we keep it so both agree on what is valid. */
 const MAX_ALTERNATIVES = 256;
 /** Keeps the trie (and the recursion that walks it) shallow enough for any stack. */
-export const MAX_SEGMENTS = 1000;
+const MAX_SEGMENTS = 1000;
 
 /**
  * Parses `pattern` with path-to-regexp's parser and expands optional groups into alternatives,

@@ -34,8 +34,8 @@ export interface CompositeEdge {
 export const ANY_METHOD = -1;
 export const LIST_ONLY = -2;
 
-// biome-ignore lint/suspicious/noExplicitAny: the trie is data-agnostic; Entry<T> is restored at the API edge.
-export type AnyEntry = Entry<any>;
+/** The trie does not care what `data` is; createMatcher restores `T` at the API edge. */
+export type AnyEntry = Entry<unknown>;
 
 /** Build-time node. A node is reached after a fixed number of segments and a fixed number of captures. */
 class TrieNode {
@@ -352,7 +352,7 @@ function hostRank(e: AnyEntry): number {
 }
 
 /** Exact host > longer wildcard host > shorter wildcard host > any host; then listed methods > any method. */
-export function compareEntries(a: AnyEntry, b: AnyEntry): number {
+function compareEntries(a: AnyEntry, b: AnyEntry): number {
   const rank = hostRank(a) - hostRank(b);
   if (rank !== 0) return rank;
   const aLen = a.hostLabel?.length ?? 0;

@@ -4,7 +4,7 @@ import { describe, expect, test } from 'vitest';
 import { createMatcher } from '../src/index.js';
 import { githubRoutes } from './fixtures/github-routes.js';
 import { syntheticRoutes } from './fixtures/synthetic-routes.js';
-import { seededRandom } from './helpers.js';
+import { seededRandom, shuffled } from './helpers.js';
 
 /*
  * Differential test against find-my-way over real route sets. Both routers use the same precedence
@@ -157,5 +157,23 @@ describe('agrees with find-my-way', () => {
     const { compared, matched, mismatches } = compare(lines, 3, 60);
     expect(mismatches.slice(0, 10)).toEqual([]);
     expect(matched).toBeGreaterThan(compared / 10);
+  });
+
+  test('the GitHub answers do not depend on route order (5 shuffles)', () => {
+    const requests = generateRequests(githubRoutes, 4, 3);
+    const reference = buildBoth(githubRoutes).mine;
+    const random = seededRandom(8);
+    let matched = 0;
+    for (let round = 0; round < 5; round++) {
+      const { mine } = buildBoth(shuffled(githubRoutes, random));
+      for (const path of requests) {
+        for (const method of METHODS) {
+          const expected = reference(method, path);
+          if (expected !== null) matched++;
+          expect(mine(method, path), `${method} ${path}`).toEqual(expected);
+        }
+      }
+    }
+    expect(matched).toBeGreaterThan(1000);
   });
 });
