@@ -1,7 +1,10 @@
 import type { Writable } from 'node:stream';
 import { TrafficCapture } from '@httpmesh/traffic-capture';
 import type { Logger } from 'pino';
-import { installTrust, loadOrCreateCa } from './ca.js';
+import { chown, mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { fetchIntermediateCa, installTrust, loadOrCreateCa, trustAnchorPath } from './ca.js';
+import { followInterceptFile, readInterceptFile } from './intercept-file.js';
 import { UsageError } from './errors.js';
 import { createLogger } from './logger.js';
 import { type CommandName, helpText, resolveOptions, type SidecarOptions, TOP_HELP } from './options.js';
@@ -82,11 +85,59 @@ async function initNet(o: SidecarOptions, log: Logger, io: CliIo): Promise<numbe
     io.stdout.write(`${JSON.stringify(await capture.status())}\n`);
     return 0;
   }
-  const rules = o.rules === undefined ? null : await loadRulesFile(o.rules);
+  // The intercept file (written by `run`) is the freshest source; the rules file seeds a first install.
+  const published = await readInterceptFile(o.interceptFile).catch((e: Error) => {
+    log.warn({ event: 'intercept-file.rejected', err: e.message }, 'intercept file ignored');
+    return null;
+  });
+  const rules = published ?? (o.rules === undefined ? null : await loadRulesFile(o.rules));
+  await prepareInterceptDir(o.interceptFile, o.proxyUid, log);
   const status = await capture.install(rules?.intercept ?? []);
   log.info({ event: 'init-net.installed', ...status }, 'capture installed');
   io.stdout.write(`${JSON.stringify(status)}\n`);
+  if (!o.follow) return 0;
+
+  // --follow: stay up (root) and move dnsmasq/ipset along with the rules the proxy publishes.
+  const follower = followInterceptFile(
+    o.interceptFile,
+    published?.version ?? null,
+    async (content) => {
+      const result = await capture.update(content.intercept);
+      log.info(
+        { event: 'init-net.followed', version: content.version, ...result },
+        'capture follows the intercept rules',
+      );
+    },
+    (e) => {
+      const err = e as Error & { code?: string };
+      log.error({ event: 'init-net.follow_failed', code: err.code, err: err.message }, 'not applied');
+    },
+  );
+  log.info({ event: 'init-net.following', file: o.interceptFile }, 'following the intercept file');
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  follower.close();
+  log.info({ event: 'init-net.follow_stopped' }, 'stopped following; capture stays installed');
   return 0;
+}
+
+/**
+ * The proxy (uid `proxyUid`) writes the intercept file: create its directory for it when missing, so
+ * the default path works as is. Never in the capture state directory, which holds the root dnsmasq's
+ * config and must stay root-only.
+ */
+async function prepareInterceptDir(file: string, proxyUid: number, log: Logger): Promise<void> {
+  const dir = dirname(file);
+  const exists = await stat(dir).then(
+    () => true,
+    () => false,
+  );
+  if (exists || process.getuid?.() !== 0) return;
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await chown(dir, proxyUid, proxyUid);
+  log.info({ event: 'init-net.intercept_dir', dir, owner: proxyUid }, 'created the intercept file directory');
 }
 
 async function caCommand(
@@ -101,16 +152,38 @@ async function caCommand(
   }
   if (sub === 'show') {
     const { CertificateAuthority } = await import('@httpmesh/mitm-core');
-    const ca = await CertificateAuthority.loadFromDir(o.caDir);
-    io.stdout.write(ca.certPem.endsWith('\n') ? ca.certPem : `${ca.certPem}\n`);
+    await CertificateAuthority.loadFromDir(o.caDir); // fails loudly on a broken CA directory
+    // What clients must trust: the CA itself, or the control plane's root for a fetched intermediate.
+    const pem = await readFile(await trustAnchorPath(o.caDir), 'utf8');
+    io.stdout.write(pem.endsWith('\n') ? pem : `${pem}\n`);
     return 0;
   }
-  const ca = await loadOrCreateCa(o.caDir, log);
+  const hasCa = await stat(`${o.caDir}/ca.crt`).then(
+    () => true,
+    () => false,
+  );
+  const ca =
+    sub === 'init' && !hasCa && o.controlPlaneApi !== undefined
+      ? await fetchIntermediateCa(
+          o.caDir,
+          {
+            api: o.controlPlaneApi,
+            token: o.controlPlaneToken,
+            nodeId: o.nodeId ?? `sidecar-${process.pid}`,
+            domains: (o.rules === undefined ? [] : (await loadRulesFile(o.rules)).intercept)
+              .filter((r) => r.action === 'intercept')
+              .map((r) => r.domain),
+          },
+          log,
+        )
+      : await loadOrCreateCa(o.caDir, log);
   if (sub === 'init') {
-    io.stdout.write(`${JSON.stringify({ caDir: o.caDir, subject: ca.subject, notAfter: ca.notAfter })}\n`);
+    io.stdout.write(
+      `${JSON.stringify({ caDir: o.caDir, subject: ca.subject, notAfter: ca.notAfter, trustAnchor: await trustAnchorPath(o.caDir) })}\n`,
+    );
     return 0;
   }
-  const results = await installTrust(o.caDir, o.trust, o.trustEnvFile, log);
+  const results = await installTrust(o.caDir, o.trust, o.trustEnvFile, log, o.javaTruststore);
   io.stdout.write(`${JSON.stringify(results)}\n`);
   return 0;
 }

@@ -52,3 +52,20 @@ export class RulesFileError extends Error {
     this.field = field;
   }
 }
+
+/** `ca init --control-plane-api`: the control plane could not issue an intermediate (reply names why). */
+export class ControlPlaneCaError extends Error {
+  override readonly name = 'ControlPlaneCaError';
+  readonly code = 'HTTPMESH_SIDECAR_CA_FETCH_FAILED';
+}
+
+/** `init-net --follow`: the intercept file written by `run` is unreadable or malformed; the last good stays. */
+export class InterceptFileError extends Error {
+  override readonly name = 'InterceptFileError';
+  readonly code = 'HTTPMESH_SIDECAR_INTERCEPT_FILE_INVALID';
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(`${path}: ${message}`);
+    this.path = path;
+  }
+}

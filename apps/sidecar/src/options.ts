@@ -45,6 +45,11 @@ export interface SidecarOptions {
   nodeId: string | undefined;
   rulesCache: string;
   trustEnvFile: string | undefined;
+  javaTruststore: string | undefined;
+  interceptFile: string;
+  follow: boolean;
+  controlPlaneApi: string | undefined;
+  controlPlaneToken: string | undefined;
 }
 
 export type OptionKey = keyof SidecarOptions;
@@ -60,6 +65,7 @@ type Kind =
   | 'bool'
   | 'ports'
   | 'list'
+  | 'url'
   | 'ms';
 
 export interface OptionSpec {
@@ -162,16 +168,30 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   spec('nodeKey', 'node-key', 'path', ['run'], "this sidecar's client key for the control plane", {
     placeholder: 'FILE',
   }),
-  spec('nodeId', 'node-id', 'string', ['run'], 'node id sent to the control plane (default SERVICE-PID)', {
-    placeholder: 'ID',
-  }),
+  spec(
+    'nodeId',
+    'node-id',
+    'string',
+    ['run', 'ca'],
+    'node id sent to the control plane (default SERVICE-PID)',
+    {
+      placeholder: 'ID',
+    },
+  ),
   spec('rulesCache', 'rules-cache', 'path', ['run'], 'last good control-plane rules, reloaded at start', {
     default: '.httpmesh/rules-last-good.bin',
     placeholder: 'FILE',
   }),
-  spec('rules', 'rules', 'path', NET, 'standalone rules file (YAML), watched and reloaded on change', {
-    placeholder: 'FILE',
-  }),
+  spec(
+    'rules',
+    'rules',
+    'path',
+    ALL,
+    'rules file (YAML): run watches it; init-net and ca init use its intercept domains',
+    {
+      placeholder: 'FILE',
+    },
+  ),
   spec('service', 'service', 'string', ['run'], 'name of the service this sidecar serves', {
     placeholder: 'NAME',
   }),
@@ -266,6 +286,46 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     {
       placeholder: 'FILE',
     },
+  ),
+  spec(
+    'javaTruststore',
+    'java-truststore',
+    'path',
+    ['ca'],
+    "ca trust: keystore keytool writes instead of the JDK's cacerts (a missing one starts as its copy)",
+    { placeholder: 'FILE' },
+  ),
+  spec(
+    'interceptFile',
+    'intercept-file',
+    'path',
+    NET,
+    'effective intercept rules: run (transparent) writes it, init-net --follow applies it',
+    { default: '/run/httpmesh/sidecar/intercept.json', placeholder: 'FILE' },
+  ),
+  spec(
+    'follow',
+    'follow',
+    'bool',
+    ['init-net'],
+    'after installing, keep running and apply --intercept-file changes to dnsmasq/ipset',
+    { default: false, noYaml: true },
+  ),
+  spec(
+    'controlPlaneApi',
+    'control-plane-api',
+    'url',
+    ['ca'],
+    "ca init: control plane HTTP API; fetch an intermediate constrained to the rules' intercept domains",
+    { placeholder: 'URL' },
+  ),
+  spec(
+    'controlPlaneToken',
+    'control-plane-token',
+    'string',
+    ['ca'],
+    'ca init: admin token of the control plane API (prefer the env var: argv is visible to others)',
+    { placeholder: 'TOKEN' },
   ),
   spec('logLevel', 'log-level', 'enum', ALL, 'log level', {
     default: 'info',
@@ -385,6 +445,19 @@ export function parseOptionValue(
       return asList(raw, fail).map((item) => parsePort(item, fail));
     case 'list':
       return asList(raw, fail);
+    case 'url': {
+      const v = asText(raw, fail).trim();
+      let url: URL | undefined;
+      try {
+        url = new URL(v);
+      } catch {
+        // reported below
+      }
+      if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '') {
+        fail(`expected an http(s) URL without query, got ${JSON.stringify(v)}`);
+      }
+      return v.replace(/\/+$/, '');
+    }
   }
 }
 

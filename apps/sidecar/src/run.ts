@@ -15,12 +15,13 @@ import {
   type MitmProxy,
 } from '@httpmesh/mitm-core';
 import { createPrometheusEndpoint, type Direction, MeshMetrics } from '@httpmesh/metrics';
-import { TrafficCapture } from '@httpmesh/traffic-capture';
 import type { Logger } from 'pino';
 import { loadOrCreateCa } from './ca.js';
 import { type ControlPlaneSource, startControlPlaneSource } from './control-plane.js';
 import { UsageError } from './errors.js';
+import { writeInterceptFile } from './intercept-file.js';
 import { InterceptPolicy } from './intercept-policy.js';
+import { SidecarPlugins } from './plugins.js';
 import type { OptionKey, SidecarOptions } from './options.js';
 import type { RulesFileError } from './errors.js';
 import { type RulesDocument, RulesFileWatcher } from './rules.js';
@@ -65,20 +66,16 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
     routeSets: [],
   });
   const prometheus = createPrometheusEndpoint(metrics);
+  const plugins = new SidecarPlugins(log);
   let draining = false;
   let inFlight = 0;
   let drainWaiter: (() => void) | null = null;
   const accepted = { outbound: 0, inbound: 0 };
 
-  const capture =
-    options.mode === 'transparent'
-      ? new TrafficCapture({
-          outboundPort: options.outboundPort,
-          inboundPort: options.inboundPort,
-          proxyUid: options.proxyUid,
-          ...(options.stateDir === undefined ? {} : { stateDir: options.stateDir }),
-        })
-      : null;
+  // Transparent mode: the proxy (uid 1337) cannot touch netfilter, so it publishes the intercept rules in
+  // force to --intercept-file and `init-net --follow` (root) moves dnsmasq/ipset along.
+  const publishIntercept = options.mode === 'transparent';
+  let publishFailed = false;
 
   const applyRules = async (doc: RulesDocument): Promise<void> => {
     const routeSets = doc.routes.map((set) => ({
@@ -89,6 +86,12 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
     }));
     metrics.setRoutes(routeSets);
     policy = new InterceptPolicy(doc.intercept);
+    // A plugin set that cannot start is logged; the plugins in force keep serving.
+    await plugins
+      .apply(doc.plugins)
+      .catch((e: Error & { code?: string }) =>
+        log.error({ event: 'plugins.rejected', code: e.code, err: e.message }, 'plugins not applied'),
+      );
     rules.document = doc;
     rules.loadedAt = new Date().toISOString();
     log.info(
@@ -100,10 +103,21 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
       },
       'rules applied',
     );
-    // The ipset follows the intercept rules without a restart, when init-net installed the capture.
-    if (capture !== null && (await capture.status()).outputChain) {
-      const result = await capture.update(doc.intercept);
-      if (result.changed) log.info({ event: 'capture.updated', ...result }, 'capture follows the rules');
+    if (publishIntercept) {
+      try {
+        await writeInterceptFile(options.interceptFile, { version: doc.hash, intercept: doc.intercept });
+        publishFailed = false;
+        log.debug({ event: 'intercept.published', file: options.interceptFile }, 'intercept rules published');
+      } catch (e) {
+        // Once per failure streak: the proxy itself works; only new domains miss the ipset.
+        if (!publishFailed) {
+          log.warn(
+            { event: 'intercept.publish_failed', file: options.interceptFile, err: (e as Error).message },
+            'intercept rules not published; init-net --follow will not see changes',
+          );
+        }
+        publishFailed = true;
+      }
     }
   };
 
@@ -171,6 +185,7 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
         },
       },
     ];
+    filters.push(plugins.filter());
     if (options.accessLog) {
       filters.push({
         name: 'access-log',
@@ -260,7 +275,9 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
         return json(ready ? 200 : 503, { ready, draining, rulesSource: rules.source });
       }
       case '/metrics':
-        return prometheus.handler(req, res);
+        return plugins.metricsHandler(prometheus.text)(req, res);
+      case '/plugins':
+        return json(200, plugins.status());
       case '/config':
         return json(200, {
           mode: options.mode,
@@ -327,6 +344,7 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
       }
       const abandoned = inFlight;
       await Promise.all([outbound.close(), inbound?.close()]);
+      await plugins.stop();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
       await prometheus.shutdown();
