@@ -1,0 +1,426 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CertificateAuthority } from '@httpmesh/mitm-core';
+import type { FallbackSidecarConfig } from './fallback-sidecar.js';
+import { startTrafficGenerator, type TrafficGenerator, type TrafficTarget } from './traffic.js';
+import {
+  type DemoUpstream,
+  type HttpsDemoUpstream,
+  startPaymentsService,
+  startShopService,
+} from './upstreams.js';
+
+/** Service name of the sidecar whose outbound calls the demo measures. */
+export const DEMO_SERVICE = 'storefront';
+
+export interface DemoOptions {
+  /** Working directory of the demo (store, CAs, logs). Emptied at start: it holds only demo state. */
+  dataDir: string;
+  /** Control plane API + dashboard port on 127.0.0.1. Default 8080; 0 picks a free port. */
+  httpPort?: number;
+  /** Requests per second of the traffic generator. Default 20. */
+  ratePerSecond?: number;
+  /** Metric snapshot period of the stand-in sidecar (ignored by the real binary). Default 1000 ms. */
+  snapshotIntervalMs?: number;
+  /** Which implementation to run: the built binaries (`binary`), the package-API stand-ins, or `auto`. */
+  controlPlane?: 'auto' | 'binary' | 'fallback';
+  sidecar?: 'auto' | 'binary' | 'fallback';
+  /** Progress lines for humans. Default: none. */
+  log?: (line: string) => void;
+  /** Called when a child process exits while the demo is running (not during `stop()`). */
+  onChildExit?: (name: string, code: number | null, signal: NodeJS.Signals | null) => void;
+  /** Startup deadline per component. Default 30 000 ms. */
+  startTimeoutMs?: number;
+}
+
+export interface DemoChild {
+  readonly name: 'control-plane' | 'sidecar';
+  readonly implementation: 'binary' | 'fallback';
+  readonly process: ChildProcess;
+  readonly logFile: string;
+}
+
+export interface RunningDemo {
+  readonly dashboardUrl: string;
+  readonly apiUrl: string;
+  readonly adminToken: string;
+  readonly proxy: { host: string; port: number };
+  readonly children: readonly DemoChild[];
+  readonly upstreams: { shop: DemoUpstream; payments: HttpsDemoUpstream };
+  readonly traffic: TrafficGenerator;
+  /** Stops the traffic, SIGTERMs the children (SIGKILL after 10 s) and waits for them, closes the upstreams. */
+  stop(): Promise<void>;
+}
+
+export class DemoStartError extends Error {
+  override readonly name = 'DemoStartError';
+  readonly code = 'HTTPMESH_DEMO_START_FAILED';
+}
+
+const require = createRequire(import.meta.url);
+const here = dirname(fileURLToPath(import.meta.url));
+
+function packageDir(name: string): string {
+  return dirname(require.resolve(`${name}/package.json`));
+}
+
+/** A free loopback port (bound then released: the component binds it again a moment later). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', ok);
+  });
+  const address = server.address();
+  await new Promise<void>((ok) => server.close(() => ok()));
+  if (address === null || typeof address === 'string') throw new DemoStartError('no free port');
+  return address.port;
+}
+
+/** Polls `check` every 100 ms until it returns a value, `failed` returns a reason, or the deadline passes. */
+async function waitFor<T>(
+  what: string,
+  deadlineMs: number,
+  check: () => Promise<T | undefined>,
+  failed: () => string | undefined,
+): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const reason = failed();
+    if (reason !== undefined) throw new DemoStartError(`${what}: ${reason}`);
+    const value = await check().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > end) throw new DemoStartError(`${what}: not ready within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function httpOk(url: string): Promise<true | undefined> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+  await res.arrayBuffer();
+  return res.ok ? true : undefined;
+}
+
+interface Spawned {
+  child: ChildProcess;
+  logFile: string;
+  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  output: () => string;
+}
+
+function spawnNode(
+  name: string,
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  logDir: string,
+): Spawned {
+  const logFile = join(logDir, `${name}.log`);
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let tail = '';
+  const keep = (chunk: Buffer) => {
+    log.write(chunk);
+    tail = (tail + chunk.toString('utf8')).slice(-4_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const spawned: Spawned = { child, logFile, exit: undefined, output: () => tail };
+  child.once('exit', (code, signal) => {
+    spawned.exit = { code, signal };
+  });
+  child.once('close', () => log.end());
+  return spawned;
+}
+
+async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function api(base: string, token: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      'x-httpmesh-author': 'demo',
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (!res.ok) throw new DemoStartError(`${method} ${path} answered ${res.status}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** Starts the whole demo mesh; resolves once traffic flows through the sidecar. */
+export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
+  const say = options.log ?? (() => undefined);
+  const deadline = options.startTimeoutMs ?? 30_000;
+  const dataDir = resolve(options.dataDir);
+  rmSync(dataDir, { recursive: true, force: true });
+  const logDir = join(dataDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const spawned: Spawned[] = [];
+  const children: DemoChild[] = [];
+  let stopping = false;
+  const cleanups: (() => Promise<void>)[] = [];
+
+  // If this process dies without stop() (uncaught error, process.exit), take the children along.
+  const killChildren = () => {
+    for (const s of spawned) if (s.exit === undefined) s.child.kill('SIGKILL');
+  };
+  process.once('exit', killChildren);
+  const stopAll = async () => {
+    stopping = true;
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+    await Promise.all(spawned.map((s) => stopChild(s.child, 10_000)));
+    process.off('exit', killChildren);
+  };
+  const watchExit = (name: DemoChild['name'], s: Spawned) => {
+    s.child.once('exit', (code, signal) => {
+      if (!stopping) options.onChildExit?.(name, code, signal);
+    });
+  };
+
+  try {
+    const shop = await startShopService();
+    const payments = await startPaymentsService();
+    cleanups.push(
+      () => shop.close(),
+      () => payments.close(),
+    );
+    say(`demo upstreams: shop ${shop.origin} (HTTP), payments ${payments.origin} (HTTPS, own CA)`);
+    const paymentsCaFile = join(dataDir, 'payments-ca.pem');
+    writeFileSync(paymentsCaFile, payments.caPem);
+
+    // --- control plane ---------------------------------------------------------------------------
+    const httpPort =
+      options.httpPort === undefined ? 8080 : options.httpPort === 0 ? await freePort() : options.httpPort;
+    const grpcPort = await freePort();
+    const adminToken = randomBytes(18).toString('base64url');
+    const apiUrl = `http://127.0.0.1:${httpPort}`;
+    const cpCli = join(packageDir('@httpmesh/control-plane'), 'dist', 'cli.js');
+    const cpImpl =
+      options.controlPlane === 'fallback' || (options.controlPlane !== 'binary' && !existsSync(cpCli))
+        ? 'fallback'
+        : 'binary';
+    const cp =
+      cpImpl === 'binary'
+        ? spawnNode(
+            'control-plane',
+            cpCli,
+            [
+              'serve',
+              '--http',
+              `127.0.0.1:${httpPort}`,
+              '--grpc',
+              `127.0.0.1:${grpcPort}`,
+              '--data-dir',
+              join(dataDir, 'control-plane'),
+              '--admin-token',
+              adminToken,
+            ],
+            {},
+            logDir,
+          )
+        : spawnNode(
+            'control-plane',
+            join(here, 'fallback-control-plane.js'),
+            [],
+            {
+              HTTPMESH_DEMO_CONTROL_PLANE: JSON.stringify({
+                http: `127.0.0.1:${httpPort}`,
+                grpc: `127.0.0.1:${grpcPort}`,
+                dataDir: join(dataDir, 'control-plane'),
+                adminToken,
+                metricsSlotMs: 2_000,
+              }),
+            },
+            logDir,
+          );
+    spawned.push(cp);
+    await waitFor(
+      'control plane',
+      deadline,
+      () => httpOk(`${apiUrl}/healthz`),
+      () =>
+        cp.exit === undefined ? undefined : `exited (${cp.exit.code ?? cp.exit.signal}): ${cp.output()}`,
+    );
+    children.push({ name: 'control-plane', implementation: cpImpl, process: cp.child, logFile: cp.logFile });
+    watchExit('control-plane', cp);
+    say(
+      `control plane (${cpImpl === 'binary' ? 'httpmesh-control-plane serve' : 'in-package stand-in'}) on ${apiUrl}, rule-sync 127.0.0.1:${grpcPort} (plaintext, loopback dev mode)`,
+    );
+
+    // --- rules, created through the API like an operator would -----------------------------------
+    const shopRoutes = shop.routes.filter((r) => r.pattern !== '/products/:sku');
+    await api(apiUrl, adminToken, 'POST', '/api/rules/RouteSet', {
+      name: 'shop',
+      spec: { host: shop.host, routes: shopRoutes },
+    });
+    // A second revision, so the dashboard's rule history has something to show.
+    await api(apiUrl, adminToken, 'PUT', '/api/rules/RouteSet/shop', {
+      revision: 1,
+      spec: { host: shop.host, routes: shop.routes },
+    });
+    await api(apiUrl, adminToken, 'POST', '/api/rules/RouteSet', {
+      name: 'payments',
+      spec: { host: payments.host, routes: payments.routes },
+    });
+    await api(apiUrl, adminToken, 'POST', '/api/rules/InterceptRule', {
+      name: 'payments-tls',
+      spec: { domain: payments.host, action: 'INTERCEPT' },
+    });
+    await api(apiUrl, adminToken, 'POST', '/api/rules/AlertRule', {
+      name: 'orders-error-ratio',
+      spec: {
+        metric: 'errorRatio',
+        service: DEMO_SERVICE,
+        method: 'GET',
+        route: '/orders/:id',
+        above: 0.05,
+        forSeconds: 60,
+        windowSeconds: 60,
+      },
+    });
+    say(
+      'rules created: RouteSet shop (2 revisions), RouteSet payments, InterceptRule payments-tls, AlertRule orders-error-ratio',
+    );
+
+    // --- sidecar ---------------------------------------------------------------------------------
+    const caDir = join(dataDir, 'sidecar-ca');
+    const meshCa = await CertificateAuthority.create({
+      commonName: 'httpmesh demo mesh CA',
+      validityDays: 30,
+    });
+    await meshCa.saveToDir(caDir);
+    const proxy = { host: '127.0.0.1', port: await freePort() };
+    const adminPort = await freePort();
+    const sidecarCli = join(packageDir('@httpmesh/sidecar'), 'dist', 'cli.js');
+    const startBinarySidecar = () =>
+      spawnNode(
+        'sidecar',
+        sidecarCli,
+        [
+          'run',
+          '--mode',
+          'explicit',
+          '--listen',
+          `${proxy.host}:${proxy.port}`,
+          '--admin',
+          `127.0.0.1:${adminPort}`,
+          '--control-plane',
+          `127.0.0.1:${grpcPort}`,
+          '--service',
+          DEMO_SERVICE,
+          '--ca-dir',
+          caDir,
+          '--upstream-ca',
+          paymentsCaFile,
+        ],
+        {},
+        logDir,
+      );
+    const startFallbackSidecar = () => {
+      const config: FallbackSidecarConfig = {
+        listen: proxy,
+        admin: { host: '127.0.0.1', port: adminPort },
+        controlPlane: `127.0.0.1:${grpcPort}`,
+        service: DEMO_SERVICE,
+        nodeId: `${DEMO_SERVICE}-demo-1`,
+        caDir,
+        upstreamCaFile: paymentsCaFile,
+        snapshotIntervalMs: options.snapshotIntervalMs ?? 1_000,
+      };
+      return spawnNode(
+        'sidecar',
+        join(here, 'fallback-sidecar.js'),
+        [],
+        { HTTPMESH_DEMO_SIDECAR: JSON.stringify(config) },
+        logDir,
+      );
+    };
+    const sidecarReady = (s: Spawned) =>
+      waitFor(
+        'sidecar',
+        deadline,
+        () => httpOk(`http://127.0.0.1:${adminPort}/readyz`),
+        () => (s.exit === undefined ? undefined : `exited (${s.exit.code ?? s.exit.signal}): ${s.output()}`),
+      );
+    let sidecarImpl: 'binary' | 'fallback' = options.sidecar === 'fallback' ? 'fallback' : 'binary';
+    let sidecar = sidecarImpl === 'binary' ? startBinarySidecar() : startFallbackSidecar();
+    spawned.push(sidecar);
+    try {
+      await sidecarReady(sidecar);
+    } catch (err) {
+      // A sidecar binary that cannot talk to a control plane yet refuses --control-plane as a usage error (2).
+      if (options.sidecar !== 'auto' && options.sidecar !== undefined) throw err;
+      if (sidecarImpl !== 'binary' || sidecar.exit?.code !== 2) throw err;
+      say(
+        `httpmesh-sidecar refused --control-plane (${sidecar.output().trim().split('\n').pop()}); using the in-package stand-in`,
+      );
+      sidecarImpl = 'fallback';
+      sidecar = startFallbackSidecar();
+      spawned.push(sidecar);
+      await sidecarReady(sidecar);
+    }
+    children.push({
+      name: 'sidecar',
+      implementation: sidecarImpl,
+      process: sidecar.child,
+      logFile: sidecar.logFile,
+    });
+    watchExit('sidecar', sidecar);
+    say(
+      `sidecar (${sidecarImpl === 'binary' ? 'httpmesh-sidecar run --mode explicit' : 'in-package stand-in'}) proxy ${proxy.host}:${proxy.port}, admin 127.0.0.1:${adminPort}`,
+    );
+
+    // --- traffic ---------------------------------------------------------------------------------
+    const targets: TrafficTarget[] = [
+      { method: 'GET', url: `${shop.origin}/orders/{id}`, weight: 4 },
+      { method: 'POST', url: `${shop.origin}/orders`, weight: 1 },
+      { method: 'GET', url: `${shop.origin}/users/{id}/cart`, weight: 2 },
+      { method: 'GET', url: `${shop.origin}/products/{id}`, weight: 2 },
+      { method: 'GET', url: `${payments.origin}/payments/{id}`, weight: 2 },
+      { method: 'POST', url: `${payments.origin}/payments`, weight: 1 },
+      { method: 'GET', url: `${payments.origin}/accounts/{id}/balance`, weight: 1 },
+    ];
+    const traffic = startTrafficGenerator({
+      proxy,
+      targets,
+      trustedCa: meshCa.certPem,
+      ratePerSecond: options.ratePerSecond ?? 20,
+    });
+    cleanups.push(() => traffic.stop());
+    say(
+      `traffic generator: ${options.ratePerSecond ?? 20} req/s through the sidecar (HTTP absolute-URI, HTTPS via CONNECT + interception)`,
+    );
+
+    return {
+      dashboardUrl: `${apiUrl}/`,
+      apiUrl,
+      adminToken,
+      proxy,
+      children,
+      upstreams: { shop, payments },
+      traffic,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
