@@ -590,3 +590,14 @@ test('transparent plain HTTP also gets 408 for a head that never completes', asy
   redirector.close();
   await slow.close();
 });
+
+test('limits apply inside intercepted TLS too: oversized head gets 431', async () => {
+  const socket = await tlsThroughProxy(proxyPort, 'localhost', upstream.port, pki.proxyCaPem);
+  const response = await rawRequest(
+    socket,
+    `GET / HTTP/1.1\r\nhost: localhost\r\nx-big: ${'b'.repeat(20_000)}\r\n\r\n`,
+  );
+  expect(response.status).toBe(431);
+  expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_HEADERS_TOO_LARGE');
+  socket.destroy();
+});

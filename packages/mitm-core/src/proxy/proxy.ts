@@ -243,7 +243,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       secureContext: upstreamContext,
       rejectUnauthorized,
       timeout: options.upstreamConnectTimeoutMs ?? 10_000,
-      // Upstream sockets are latency sensitive; undici enables keep-alive probes itself.
+      // ALPN offers h2 only when asked: HTTP/1.1 upstream pools are the measured default.
       ...(options.upstreamHttp2 === true ? { allowH2: true } : {}),
     });
     return new Agent({
@@ -337,9 +337,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         callback(error as Error, undefined);
       }
     },
-    // Secure contexts are chosen per connection from the CA; this server never listens itself.
+    // Bounded streams per h2 client connection. This server never listens: sockets are emitted into it.
     settings: { maxConcurrentStreams: 256 },
   });
+  // The HTTP/1.1 fallback of node:http2 reads node:http's limits from the server object and its
+  // constructor hard-codes them, so set them after construction.
   Object.assign(tlsServer, {
     headersTimeout: serverTimeouts.headersTimeout,
     keepAliveTimeout: serverTimeouts.keepAliveTimeout,
