@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { normalizeInterceptDomain } from '@httpmesh/traffic-capture';
 import { createMatcher, PatternError, type RouteSpec } from '@httpmesh/url-matcher';
 import { parseDocument } from 'yaml';
 import { RulesFileError } from './errors.js';
+import { type SidecarPluginSpec, validatePlugins } from './plugins.js';
 
 /** One intercept rule, the same model rule-sync distributes (`InterceptRule`). */
 export interface InterceptRuleSpec {
@@ -28,6 +29,8 @@ export interface RouteSetSpec {
 export interface RulesDocument {
   readonly intercept: readonly InterceptRuleSpec[];
   readonly routes: readonly RouteSetSpec[];
+  /** Out-of-process plugins (see plugins.ts); empty when none are configured. */
+  readonly plugins: readonly SidecarPluginSpec[];
   /** sha256 of the file's bytes; a save that does not change them is not a reload. */
   readonly hash: string;
 }
@@ -70,7 +73,7 @@ export function parseRules(text: string, path = '<rules>'): RulesDocument {
  */
 export function validateRules(root: unknown, path: string, hash: string): RulesDocument {
   if (!isMapping(root)) throw new RulesFileError(path, '', 'expected a mapping with intercept and routes');
-  checkKeys(path, '', root, ['intercept', 'routes']);
+  checkKeys(path, '', root, ['intercept', 'routes', 'plugins']);
 
   const interceptRaw = root['intercept'] ?? [];
   if (!Array.isArray(interceptRaw)) throw new RulesFileError(path, 'intercept', 'expected a list');
@@ -160,7 +163,12 @@ export function validateRules(root: unknown, path: string, hash: string): RulesD
     }
     throw e;
   }
-  return { intercept, routes, hash };
+  const plugins = validatePlugins(
+    root['plugins'],
+    path,
+    path === 'control-plane' || path.startsWith('<') ? undefined : dirname(resolvePath(path)),
+  );
+  return { intercept, routes, plugins, hash };
 }
 
 /** Reads and validates a rules file. */

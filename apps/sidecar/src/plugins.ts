@@ -1,0 +1,584 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import type { Exchange, ExchangeFilter, ExchangeSummary, ImmediateResponse } from '@httpmesh/mitm-core';
+import {
+  type ChainExchange,
+  headerListFromRecord,
+  headerListToRecord,
+  type PluginMetricsSnapshot,
+  type PluginProcessSpec,
+  PluginSupervisor,
+  type SupervisorOptions,
+} from '@httpmesh/plugin-sdk';
+import type { PluginConfig as RuleSyncPluginConfig } from '@httpmesh/rule-sync';
+import type { Logger } from 'pino';
+import { RulesFileError } from './errors.js';
+
+/** One plugin as the rules file (or rule-sync) configures it: a PluginConfig plus how to run it. */
+export type SidecarPluginSpec = PluginProcessSpec;
+
+export const DEFAULT_PLUGIN_TIMEOUT_MS = 200;
+const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const PLUGIN_KEYS = [
+  'name',
+  'address',
+  'command',
+  'args',
+  'env',
+  'cwd',
+  'hosts',
+  'patterns',
+  'order',
+  'timeoutMs',
+  'failureMode',
+] as const;
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function stringList(path: string, field: string, v: unknown, check?: (s: string) => string | undefined) {
+  if (!Array.isArray(v)) throw new RulesFileError(path, field, 'expected a list of strings');
+  return v.map((s: unknown, i) => {
+    if (typeof s !== 'string' || s === '')
+      throw new RulesFileError(path, `${field}[${i}]`, 'expected a non-empty string');
+    const problem = check?.(s);
+    if (problem !== undefined) throw new RulesFileError(path, `${field}[${i}]`, problem);
+    return s;
+  });
+}
+
+/**
+ * Validates the rules file's `plugins` list. Every error names the field (`plugins[1].timeoutMs`).
+ * Relative `command` paths containing a slash and relative `cwd` are resolved against `baseDir`
+ * (the rules file's directory), like every other path in a config file.
+ */
+export function validatePlugins(raw: unknown, path: string, baseDir?: string): SidecarPluginSpec[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) throw new RulesFileError(path, 'plugins', 'expected a list');
+  const seen = new Set<string>();
+  return raw.map((item: unknown, i): SidecarPluginSpec => {
+    const field = `plugins[${i}]`;
+    if (!isMapping(item))
+      throw new RulesFileError(path, field, 'expected a mapping with name and command or address');
+    for (const key of Object.keys(item)) {
+      if (!(PLUGIN_KEYS as readonly string[]).includes(key)) {
+        throw new RulesFileError(
+          path,
+          `${field}.${key}`,
+          `unknown field (allowed: ${PLUGIN_KEYS.join(', ')})`,
+        );
+      }
+    }
+    const name = item['name'];
+    if (typeof name !== 'string' || !NAME_RE.test(name)) {
+      throw new RulesFileError(path, `${field}.name`, `expected a name matching ${NAME_RE.source}`);
+    }
+    if (seen.has(name)) throw new RulesFileError(path, `${field}.name`, `plugin ${name} is configured twice`);
+    seen.add(name);
+    const command = item['command'];
+    const address = item['address'];
+    if ((command === undefined) === (address === undefined)) {
+      throw new RulesFileError(
+        path,
+        field,
+        'give exactly one of command (to run) or address (to connect to)',
+      );
+    }
+    const spec: {
+      -readonly [K in keyof SidecarPluginSpec]: SidecarPluginSpec[K];
+    } = { name, order: 0, failureMode: 'open', timeoutMs: DEFAULT_PLUGIN_TIMEOUT_MS };
+    if (command !== undefined) {
+      if (typeof command !== 'string' || command === '') {
+        throw new RulesFileError(path, `${field}.command`, 'expected a non-empty string');
+      }
+      spec.command =
+        baseDir !== undefined && command.includes('/') && !isAbsolute(command)
+          ? resolvePath(baseDir, command)
+          : command;
+      if (item['args'] !== undefined) spec.args = stringList(path, `${field}.args`, item['args']);
+      const env = item['env'];
+      if (env !== undefined) {
+        if (!isMapping(env)) throw new RulesFileError(path, `${field}.env`, 'expected a mapping of strings');
+        for (const [k, v] of Object.entries(env)) {
+          if (typeof v !== 'string') throw new RulesFileError(path, `${field}.env.${k}`, 'expected a string');
+        }
+        spec.env = env as Record<string, string>;
+      }
+      const cwd = item['cwd'];
+      if (cwd !== undefined) {
+        if (typeof cwd !== 'string' || cwd === '')
+          throw new RulesFileError(path, `${field}.cwd`, 'expected a directory');
+        spec.cwd = baseDir !== undefined && !isAbsolute(cwd) ? resolvePath(baseDir, cwd) : cwd;
+      }
+    } else {
+      for (const key of ['args', 'env', 'cwd']) {
+        if (item[key] !== undefined) throw new RulesFileError(path, `${field}.${key}`, 'only with command');
+      }
+      if (typeof address !== 'string' || !validAddress(address)) {
+        throw new RulesFileError(path, `${field}.address`, 'expected unix:/path, /path or host:port');
+      }
+      spec.address = address;
+    }
+    if (item['hosts'] !== undefined) {
+      spec.hosts = stringList(path, `${field}.hosts`, item['hosts'], (h) =>
+        h.includes('/') || h.includes(' ') ? 'expected a host name or *.suffix' : undefined,
+      );
+    }
+    if (item['patterns'] !== undefined) {
+      spec.patterns = stringList(path, `${field}.patterns`, item['patterns'], (p) =>
+        p.startsWith('/') || p === '*' ? undefined : 'expected a path glob starting with /',
+      );
+    }
+    const order = item['order'];
+    if (typeof order !== 'number' || !Number.isInteger(order)) {
+      throw new RulesFileError(path, `${field}.order`, 'expected an integer');
+    }
+    spec.order = order;
+    const timeout = item['timeoutMs'];
+    if (timeout !== undefined) {
+      if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0 || timeout > 60_000) {
+        throw new RulesFileError(path, `${field}.timeoutMs`, 'expected milliseconds in (0, 60000]');
+      }
+      spec.timeoutMs = timeout;
+    }
+    const mode = item['failureMode'];
+    if (mode !== 'open' && mode !== 'closed') {
+      throw new RulesFileError(
+        path,
+        `${field}.failureMode`,
+        `expected open or closed, got ${JSON.stringify(mode)}`,
+      );
+    }
+    spec.failureMode = mode;
+    return spec;
+  });
+}
+
+function validAddress(address: string): boolean {
+  if (address.startsWith('unix:')) return address.length > 6 && address[5] === '/';
+  if (address.startsWith('/')) return true;
+  const colon = address.lastIndexOf(':');
+  if (colon <= 0) return false;
+  const port = Number(address.slice(colon + 1));
+  return Number.isInteger(port) && port > 0 && port < 65536;
+}
+
+/**
+ * rule-sync `PluginConfig` -> sidecar spec. Control-plane plugins are external (an address the sidecar
+ * connects to): the control plane cannot tell a node what to execute. FAIL_OPEN/FAIL_CLOSED map to
+ * open/closed; `timeout_ms = 0` means the 200 ms default. Throws RulesFileError naming the field.
+ */
+export function pluginSpecFromResource(config: RuleSyncPluginConfig, index = 0): SidecarPluginSpec {
+  const failureMode = config.failureMode === 1 ? 'open' : config.failureMode === 2 ? 'closed' : undefined;
+  const raw: Record<string, unknown> = {
+    name: config.name,
+    address: config.address,
+    order: config.order,
+    timeoutMs: config.timeoutMs === 0 ? DEFAULT_PLUGIN_TIMEOUT_MS : config.timeoutMs,
+    failureMode: failureMode ?? `FailureMode(${config.failureMode})`,
+  };
+  if (config.hosts.length > 0) raw['hosts'] = config.hosts;
+  if (config.patterns.length > 0) raw['patterns'] = config.patterns;
+  const [spec] = validatePlugins([raw], 'control-plane').map((s) => s);
+  if (spec === undefined) throw new RulesFileError('control-plane', `plugins[${index}]`, 'empty');
+  return spec;
+}
+
+/** True when two specs differ only in how the process is run (an upgrade, not a re-configuration). */
+function sameChainSettings(a: SidecarPluginSpec, b: SidecarPluginSpec): boolean {
+  return (
+    a.name === b.name &&
+    a.order === b.order &&
+    a.timeoutMs === b.timeoutMs &&
+    a.failureMode === b.failureMode &&
+    JSON.stringify(a.hosts ?? null) === JSON.stringify(b.hosts ?? null) &&
+    JSON.stringify(a.patterns ?? null) === JSON.stringify(b.patterns ?? null) &&
+    (a.command === undefined) === (b.command === undefined)
+  );
+}
+
+function sameProcess(a: SidecarPluginSpec, b: SidecarPluginSpec): boolean {
+  return (
+    a.command === b.command &&
+    a.address === b.address &&
+    a.cwd === b.cwd &&
+    JSON.stringify(a.args ?? []) === JSON.stringify(b.args ?? []) &&
+    JSON.stringify(a.env ?? {}) === JSON.stringify(b.env ?? {})
+  );
+}
+
+interface Generation {
+  readonly supervisor: PluginSupervisor;
+  readonly specs: readonly SidecarPluginSpec[];
+  inFlight: number;
+  onIdle: (() => void) | undefined;
+}
+
+const kPluginExchange = Symbol('httpmesh.sidecar.plugins');
+interface PluginLocal {
+  readonly chain: ChainExchange;
+  readonly generation: Generation;
+}
+
+export interface SidecarPluginsOptions {
+  readonly supervisor?: SupervisorOptions;
+  /** How long a replaced set of plugins may keep serving its in-flight exchanges (default 30 s). */
+  readonly drainTimeoutMs?: number;
+}
+
+/**
+ * The sidecar's plugin host: one PluginSupervisor for the configured plugins, an ExchangeFilter that runs
+ * their chain per exchange, and Prometheus text for their metrics. `apply()` takes a new configuration:
+ * a change in how a plugin is run is a zero-downtime `supervisor.upgrade`; any other change starts a new
+ * supervisor beside the old one, switches new exchanges to it and stops the old one once its exchanges end.
+ */
+export class SidecarPlugins {
+  readonly #log: Logger;
+  readonly #options: SidecarPluginsOptions;
+  #current: Generation | undefined;
+  #applying: Promise<void> = Promise.resolve();
+  #stopped = false;
+  /** Restarts/upgrades/errors of supervisors already replaced, so counters never go backwards. */
+  readonly #retired = new Map<string, PluginMetricsSnapshot[]>();
+
+  constructor(log: Logger, options: SidecarPluginsOptions = {}) {
+    this.#log = log;
+    this.#options = options;
+  }
+
+  /** Plugins in force (empty before the first apply). */
+  get specs(): readonly SidecarPluginSpec[] {
+    return this.#current?.specs ?? [];
+  }
+
+  get supervisor(): PluginSupervisor | undefined {
+    return this.#current?.supervisor;
+  }
+
+  /** Applies a configuration; serialised, so rapid rules edits apply in order. */
+  apply(specs: readonly SidecarPluginSpec[]): Promise<void> {
+    const next = this.#applying.then(() => this.#apply(specs));
+    this.#applying = next.catch(() => {});
+    return next;
+  }
+
+  async #apply(specs: readonly SidecarPluginSpec[]): Promise<void> {
+    if (this.#stopped) return;
+    const current = this.#current;
+    if (current === undefined && specs.length === 0) return;
+    if (
+      current !== undefined &&
+      current.specs.length === specs.length &&
+      specs.every((s) => {
+        const old = current.specs.find((o) => o.name === s.name);
+        return old !== undefined && sameChainSettings(old, s);
+      })
+    ) {
+      // Same chain: upgrade only the plugins whose process changed, one at a time.
+      const changed = specs.filter(
+        (s) => !sameProcess(current.specs.find((o) => o.name === s.name) as SidecarPluginSpec, s),
+      );
+      for (const spec of changed) {
+        const change =
+          spec.command === undefined
+            ? { address: spec.address as string }
+            : {
+                command: spec.command,
+                args: spec.args ?? [],
+                env: spec.env ?? {},
+                ...(spec.cwd === undefined ? {} : { cwd: spec.cwd }),
+              };
+        await current.supervisor.upgrade(spec.name, change);
+        this.#log.info({ event: 'plugin.upgraded', plugin: spec.name }, 'plugin upgraded');
+      }
+      (current as { specs: readonly SidecarPluginSpec[] }).specs = specs;
+      return;
+    }
+    let next: Generation | undefined;
+    if (specs.length > 0) {
+      const supervisor = new PluginSupervisor(specs, this.#options.supervisor ?? {});
+      this.#watch(supervisor);
+      try {
+        await supervisor.start();
+      } catch (error) {
+        await supervisor.stop();
+        throw error;
+      }
+      next = { supervisor, specs, inFlight: 0, onIdle: undefined };
+    }
+    this.#current = next;
+    this.#log.info({ event: 'plugins.applied', plugins: specs.map((s) => s.name) }, 'plugins applied');
+    if (current !== undefined) void this.#retire(current);
+  }
+
+  #watch(supervisor: PluginSupervisor): void {
+    supervisor.on('exit', (name: string, code: number | null, signal: string | null) =>
+      this.#log.warn({ event: 'plugin.exited', plugin: name, code, signal }, 'plugin process exited'),
+    );
+    supervisor.on('restart', (name: string, delayMs: number) =>
+      this.#log.info({ event: 'plugin.restarting', plugin: name, delayMs }, 'restarting plugin'),
+    );
+    supervisor.on('failure', (error: Error & { code?: string; plugin?: string }) =>
+      this.#log.debug(
+        { event: 'plugin.failure', plugin: error.plugin, code: error.code, err: error.message },
+        'plugin failure',
+      ),
+    );
+  }
+
+  async #retire(old: Generation): Promise<void> {
+    if (old.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.#options.drainTimeoutMs ?? 30_000);
+        old.onIdle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    for (const [name, snapshot] of Object.entries(old.supervisor.metrics())) {
+      const list = this.#retired.get(name) ?? [];
+      list.push(snapshot);
+      this.#retired.set(name, list);
+    }
+    await old.supervisor.stop();
+  }
+
+  /** Stops every plugin process. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#applying;
+    const current = this.#current;
+    this.#current = undefined;
+    await current?.supervisor.stop();
+  }
+
+  /**
+   * The proxy filter: request headers (continue / mutate / immediate response), response headers
+   * (continue / mutate; an immediate response there cannot be honoured, see README), completion event.
+   * Exchanges no plugin applies to stay on mitm-core's synchronous path.
+   */
+  filter(): ExchangeFilter {
+    return {
+      name: 'plugins',
+      onRequestHead: (exchange) => this.#onRequestHead(exchange),
+      onResponseHead: (exchange) => this.#onResponseHead(exchange),
+      onComplete: (exchange, summary) => this.#onComplete(exchange, summary),
+    };
+  }
+
+  #onRequestHead(exchange: Exchange): Promise<ImmediateResponse | undefined> | undefined {
+    const generation = this.#current;
+    if (generation === undefined) return undefined;
+    const host = hostOf(exchange.authority || exchange.upstream.host);
+    const chain = generation.supervisor.chain;
+    if (chain.select(host, exchange.path).length === 0) return undefined;
+    const ex = chain.startExchange({ host, path: exchange.path });
+    generation.inFlight++;
+    exchange.locals.set(kPluginExchange, { chain: ex, generation } satisfies PluginLocal);
+    return ex
+      .onRequestHeaders({
+        method: exchange.method,
+        scheme: exchange.clientTls || exchange.upstream.protocol === 'https:' ? 'https' : 'http',
+        authority: exchange.authority,
+        path: exchange.path,
+        headers: headerListFromRecord(exchange.requestHeaders),
+      })
+      .then((d) => {
+        if (d.kind === 'respond') return immediate(d.status, d.headers, d.body);
+        if (d.kind === 'mutate') exchange.requestHeaders = headerListToRecord(d.headers);
+        return undefined;
+      });
+  }
+
+  #onResponseHead(exchange: Exchange): Promise<void> | undefined {
+    const local = exchange.locals.get(kPluginExchange) as PluginLocal | undefined;
+    if (local === undefined) return undefined;
+    return local.chain
+      .onResponseHeaders({
+        status: exchange.status,
+        headers: headerListFromRecord(exchange.responseHeaders ?? {}),
+      })
+      .then((d) => {
+        if (d.kind === 'mutate') exchange.responseHeaders = headerListToRecord(d.headers);
+        else if (d.kind === 'respond') {
+          // mitm-core's onResponseHead cannot replace the response: failing the hook makes the proxy
+          // answer its own error (the head is not sent yet) instead of forwarding what the plugin refused.
+          throw new PluginResponseRefusedError(d.status);
+        }
+      });
+  }
+
+  #onComplete(exchange: Exchange, summary: ExchangeSummary): void {
+    const local = exchange.locals.get(kPluginExchange) as PluginLocal | undefined;
+    if (local === undefined) return;
+    const end = summary.timings.end ?? performance.now();
+    local.chain.complete({
+      status: summary.status,
+      totalMs: end - summary.timings.start,
+      ...(summary.timings.upstreamConnect === undefined
+        ? {}
+        : { upstreamMs: end - summary.timings.upstreamConnect }),
+      requestBodyBytes: summary.requestBodyBytes,
+      responseBodyBytes: summary.responseBodyBytes,
+      ...(summary.errorCode === undefined ? {} : { error: summary.errorCode }),
+    });
+    local.chain.close();
+    const generation = local.generation;
+    generation.inFlight--;
+    if (generation.inFlight === 0 && generation.onIdle !== undefined) generation.onIdle();
+  }
+
+  /** Per-plugin state for the admin endpoint (`/plugins`). */
+  status(): Record<string, unknown>[] {
+    const generation = this.#current;
+    if (generation === undefined) return [];
+    const metrics = generation.supervisor.metrics();
+    return generation.specs.map((s) => ({
+      name: s.name,
+      state: generation.supervisor.state(s.name),
+      pid: generation.supervisor.pid(s.name) ?? null,
+      version: generation.supervisor.client(s.name)?.info.version ?? null,
+      address: s.address ?? null,
+      command: s.command ?? null,
+      order: s.order,
+      failureMode: s.failureMode,
+      timeoutMs: s.timeoutMs ?? DEFAULT_PLUGIN_TIMEOUT_MS,
+      metrics: metrics[s.name] ?? null,
+    }));
+  }
+
+  /** Prometheus text for every plugin (current supervisor plus the counts of replaced ones). */
+  prometheusText(): string {
+    const snapshots = new Map<string, PluginMetricsSnapshot[]>();
+    for (const [name, list] of this.#retired) snapshots.set(name, [...list]);
+    const current = this.#current?.supervisor.metrics() ?? {};
+    for (const [name, snap] of Object.entries(current)) {
+      const list = snapshots.get(name) ?? [];
+      list.push(snap);
+      snapshots.set(name, list);
+    }
+    if (snapshots.size === 0) return '';
+    const lines: string[] = [];
+    const counter = (metric: string, help: string, value: (s: PluginMetricsSnapshot) => number) => {
+      lines.push(`# HELP ${metric} ${help}`, `# TYPE ${metric} counter`);
+      for (const [name, list] of snapshots) lines.push(`${metric}{plugin="${name}"} ${sum(list, value)}`);
+    };
+    counter(
+      'httpmesh_plugin_requests_total',
+      'Messages sent to the plugin that awaited a reply.',
+      (s) => s.requests,
+    );
+    counter(
+      'httpmesh_plugin_observed_total',
+      'Messages sent without waiting (observe-only, completion).',
+      (s) => s.observed,
+    );
+    counter(
+      'httpmesh_plugin_timeouts_total',
+      'Messages the plugin did not answer in time.',
+      (s) => s.timeouts,
+    );
+    counter(
+      'httpmesh_plugin_restarts_total',
+      'Plugin process restarts (or reconnects of external plugins).',
+      (s) => s.restarts,
+    );
+    counter('httpmesh_plugin_upgrades_total', 'Zero-downtime plugin upgrades.', (s) => s.upgrades);
+    counter(
+      'httpmesh_plugin_health_check_failures_total',
+      'Failed plugin health checks.',
+      (s) => s.healthCheckFailures,
+    );
+    lines.push(
+      '# HELP httpmesh_plugin_errors_total Plugin failures by error code.',
+      '# TYPE httpmesh_plugin_errors_total counter',
+    );
+    for (const [name, list] of snapshots) {
+      const byCode = new Map<string, number>();
+      for (const s of list)
+        for (const [code, n] of Object.entries(s.errors)) byCode.set(code, (byCode.get(code) ?? 0) + n);
+      for (const [code, n] of byCode)
+        lines.push(`httpmesh_plugin_errors_total{plugin="${name}",code="${code}"} ${n}`);
+    }
+    lines.push(
+      '# HELP httpmesh_plugin_latency_milliseconds Plugin round trip per message.',
+      '# TYPE httpmesh_plugin_latency_milliseconds histogram',
+    );
+    for (const [name, list] of snapshots) {
+      const first = list[0] as PluginMetricsSnapshot;
+      const bounds = first.latency.bucketsMs;
+      for (let i = 0; i < bounds.length; i++) {
+        const n = sum(list, (s) => s.latency.counts[i] ?? 0);
+        lines.push(`httpmesh_plugin_latency_milliseconds_bucket{plugin="${name}",le="${bounds[i]}"} ${n}`);
+      }
+      const count = sum(list, (s) => s.latency.count);
+      lines.push(`httpmesh_plugin_latency_milliseconds_bucket{plugin="${name}",le="+Inf"} ${count}`);
+      lines.push(
+        `httpmesh_plugin_latency_milliseconds_sum{plugin="${name}"} ${sum(list, (s) => s.latency.sumMs)}`,
+      );
+      lines.push(`httpmesh_plugin_latency_milliseconds_count{plugin="${name}"} ${count}`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  /** `/metrics`: the mesh metrics followed by the plugin metrics. */
+  metricsHandler(text: () => Promise<string>): (req: IncomingMessage, res: ServerResponse) => void {
+    return (req, res) => {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+        return;
+      }
+      text().then(
+        (mesh) => {
+          const body = mesh + this.prometheusText();
+          res.writeHead(200, {
+            'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+            'content-length': Buffer.byteLength(body),
+          });
+          res.end(req.method === 'HEAD' ? undefined : body);
+        },
+        (err: unknown) =>
+          res
+            .writeHead(500, { 'content-type': 'text/plain' })
+            .end(`# metrics collection failed: ${String(err)}\n`),
+      );
+    };
+  }
+}
+
+/** A plugin answered response headers with an immediate response, which mitm-core cannot apply there. */
+export class PluginResponseRefusedError extends Error {
+  readonly code = 'HTTPMESH_SIDECAR_PLUGIN_RESPONSE_REFUSED';
+  readonly status: number;
+  constructor(status: number) {
+    super(`a plugin answered the response headers with ${status}; the upstream response was not forwarded`);
+    this.name = 'PluginResponseRefusedError';
+    this.status = status;
+  }
+}
+
+function sum(list: readonly PluginMetricsSnapshot[], value: (s: PluginMetricsSnapshot) => number): number {
+  let total = 0;
+  for (const s of list) total += value(s);
+  return total;
+}
+
+/** Host without port (`api.example.com:8443` -> `api.example.com`, `[::1]:80` -> `::1`). */
+function hostOf(authority: string): string {
+  if (authority.startsWith('[')) {
+    const end = authority.indexOf(']');
+    return end < 0 ? authority : authority.slice(1, end);
+  }
+  const colon = authority.indexOf(':');
+  return colon < 0 ? authority : authority.slice(0, colon);
+}
+
+function immediate(
+  status: number,
+  headers: readonly (readonly [string, string])[],
+  body: Buffer,
+): ImmediateResponse {
+  return { status, headers: headerListToRecord(headers), body };
+}
