@@ -1,4 +1,4 @@
-export { CertificateAuthority } from './ca/index.js';
+export { CertificateAuthority, SPIFFE_NODE_PREFIX, spiffeNodeUri } from './ca/index.js';
 export type {
   CaKeyAlgorithm,
   CaPem,
@@ -6,7 +6,9 @@ export type {
   CaFiles,
   CaStats,
   CreateCaOptions,
+  IssueClientLeafOptions,
   IssueIntermediateOptions,
+  IssuedClientLeaf,
   IssuedLeaf,
   LeafKeyAlgorithm,
   LeafPolicy,

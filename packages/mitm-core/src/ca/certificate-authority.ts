@@ -10,6 +10,7 @@ import {
   ExtendedKeyUsageExtension,
   KeyUsageFlags,
   KeyUsagesExtension,
+  SubjectAlternativeNameExtension,
   SubjectKeyIdentifierExtension,
   X509Certificate,
   X509CertificateGenerator,
@@ -109,6 +110,35 @@ export interface IssuedLeaf {
   readonly serialNumber: string;
 }
 
+/** Prefix of the URI SAN that names a mesh node: `spiffe://httpmesh/node/<percent-encoded node id>`. */
+export const SPIFFE_NODE_PREFIX = 'spiffe://httpmesh/node/';
+
+/** The SPIFFE URI naming a mesh node (the id percent-encoded, as rule-sync decodes it). */
+export function spiffeNodeUri(nodeId: string): string {
+  return `${SPIFFE_NODE_PREFIX}${encodeURIComponent(nodeId)}`;
+}
+
+export interface IssueClientLeafOptions {
+  /**
+   * Mesh node id (1-128 of `A-Z a-z 0-9 . _ : -`, starting with a letter or digit). Becomes the subject CN and
+   * the URI SAN `spiffe://httpmesh/node/<id>`, the two places rule-sync's `certificateNodeIds` reads.
+   */
+  readonly nodeId: string;
+  /** Extra absolute URI SANs (e.g. another SPIFFE id). At most 16. */
+  readonly uris?: readonly string[];
+  /** Default 30, at most 397, never beyond the CA's notAfter. */
+  readonly validityDays?: number;
+  /** Algorithm of this certificate's own fresh key pair. Default 'ECDSA-P256'. */
+  readonly keyAlgorithm?: LeafKeyAlgorithm;
+}
+
+export interface IssuedClientLeaf extends IssuedLeaf {
+  /** PKCS#8 PEM of the key pair generated for this certificate alone. */
+  readonly keyPem: string;
+  /** The node's SPIFFE URI (also in the certificate's URI SAN). */
+  readonly spiffeId: string;
+}
+
 export interface CaPem {
   /** This CA's certificate followed by its issuer chain (excluding a self-signed root), as `load` accepts. */
   readonly certPem: string;
@@ -148,6 +178,9 @@ const HOUR_MS = 3_600_000;
 const MAX_LEAF_DAYS = 47;
 const MAX_CA_DAYS = 36_500;
 const RSA_EXPONENT = new Uint8Array([1, 0, 1]);
+const MAX_CLIENT_DAYS = 397;
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const ABSOLUTE_URI = /^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$/;
 
 function keyAlgorithmSpec(algorithm: CaKeyAlgorithm | LeafKeyAlgorithm): KeyAlgorithmSpec {
   switch (algorithm) {
@@ -526,6 +559,84 @@ export class CertificateAuthority {
     }
     const leafKey = await this.#getLeafKey();
     return this.#signLeaf(names, leafKey);
+  }
+
+  /**
+   * Issues an mTLS client certificate for a mesh node: EKU clientAuth, keyUsage digitalSignature, CN = node id,
+   * URI SAN `spiffe://httpmesh/node/<id>` (plus `uris`). Unlike server leaves, every client certificate gets its
+   * own key pair, because the key is the node's identity. `chainPem` is the certificate followed by the
+   * intermediates up to (excluding) the root: what a TLS client should present.
+   */
+  async issueClientLeaf(options: IssueClientLeafOptions): Promise<IssuedClientLeaf> {
+    const state = this.#state;
+    const nodeId = options?.nodeId;
+    if (typeof nodeId !== 'string' || !NODE_ID.test(nodeId)) {
+      throw new CaOptionsInvalidError(
+        'nodeId must be 1-128 characters of A-Z a-z 0-9 . _ : - starting with a letter or digit',
+      );
+    }
+    const extraUris = options.uris ?? [];
+    if (!Array.isArray(extraUris) || extraUris.length > 16) {
+      throw new CaOptionsInvalidError('uris must be an array of at most 16 absolute URIs');
+    }
+    for (const uri of extraUris) {
+      if (typeof uri !== 'string' || uri.length > 2048 || !ABSOLUTE_URI.test(uri)) {
+        throw new CaOptionsInvalidError(`uris: ${JSON.stringify(uri)} is not an absolute URI`);
+      }
+    }
+    const validityDays = checkDays('validityDays', options.validityDays, 30, MAX_CLIENT_DAYS);
+    const keyAlgorithm = options.keyAlgorithm ?? 'ECDSA-P256';
+    if (keyAlgorithm !== 'ECDSA-P256' && keyAlgorithm !== 'RSA-2048') {
+      throw new CaOptionsInvalidError(`unsupported keyAlgorithm ${JSON.stringify(keyAlgorithm)}`);
+    }
+    const spec = keyAlgorithmSpec(keyAlgorithm);
+    const { policy } = state;
+    const crypto = toPeculiarCrypto(policy.crypto);
+    const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
+      'sign',
+      'verify',
+    ])) as CryptoKeyPair;
+    // Whole seconds, so the returned dates equal the encoded ones.
+    const now = Math.floor(policy.clock() / 1000) * 1000;
+    const notBefore = new Date(now - HOUR_MS);
+    const notAfter = new Date(Math.min(now + validityDays * DAY_MS, state.cert.notAfter.getTime()));
+    const spiffeId = spiffeNodeUri(nodeId);
+    const serialNumber = randomSerial();
+    const cert = await X509CertificateGenerator.create(
+      {
+        serialNumber,
+        subject: nameOf(nodeId),
+        issuer: state.cert.subjectName,
+        notBefore,
+        notAfter,
+        publicKey: keys.publicKey,
+        signingKey: state.signingKey,
+        signingAlgorithm: state.signingAlgorithm,
+        extensions: [
+          new BasicConstraintsExtension(false, undefined, true),
+          new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
+          new ExtendedKeyUsageExtension([ExtendedKeyUsage.clientAuth], false),
+          new SubjectAlternativeNameExtension(
+            [spiffeId, ...extraUris].map((value) => ({ type: 'url' as const, value })),
+            false,
+          ),
+          await SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+          new AuthorityKeyIdentifierExtension(state.subjectKeyId),
+        ],
+      },
+      crypto,
+    );
+    const pkcs8 = await policy.crypto.subtle.exportKey('pkcs8', keys.privateKey);
+    const certPem = ensureTrailingNewline(cert.toString('pem'));
+    return {
+      certPem,
+      chainPem: certPem + this.#leafChainSuffix,
+      keyPem: derToPem(pkcs8, 'PRIVATE KEY'),
+      notBefore,
+      notAfter,
+      serialNumber,
+      spiffeId,
+    };
   }
 
   /**

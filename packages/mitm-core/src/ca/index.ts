@@ -1,10 +1,12 @@
-export { CertificateAuthority } from './certificate-authority.js';
+export { CertificateAuthority, SPIFFE_NODE_PREFIX, spiffeNodeUri } from './certificate-authority.js';
 export type {
   CaKeyAlgorithm,
   CaPem,
   CaStats,
   CreateCaOptions,
+  IssueClientLeafOptions,
   IssueIntermediateOptions,
+  IssuedClientLeaf,
   IssuedLeaf,
   LeafKeyAlgorithm,
   LeafPolicy,
