@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type FSWatcher, watch } from 'node:fs';
+import { type FSWatcher, mkdirSync, watch } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { InterceptFileError, RulesFileError } from './errors.js';
@@ -104,6 +104,8 @@ export function followInterceptFile(
       onError(e as Error);
     }
   };
+  // The follower may start before the proxy first writes: watch the directory from the start.
+  mkdirSync(dirname(path), { recursive: true });
   const watcher: FSWatcher = watch(dirname(path), (_event, filename) => {
     if (filename !== null && filename !== name) return;
     if (timer) clearTimeout(timer);

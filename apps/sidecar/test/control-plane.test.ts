@@ -16,6 +16,7 @@ import {
 } from '@httpmesh/rule-sync';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger, resolveOptions } from '../src/index.js';
+import { followInterceptFile, type InterceptFileContent } from '../src/intercept-file.js';
 import { type SidecarRuntime, startSidecar } from '../src/run.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'httpmesh-sidecar-cp-'));
@@ -81,7 +82,7 @@ async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms 
   }
 }
 
-async function start(): Promise<SidecarRuntime> {
+async function start(transparent = false): Promise<SidecarRuntime> {
   const { options } = resolveOptions(
     'run',
     [
@@ -103,7 +104,18 @@ async function start(): Promise<SidecarRuntime> {
     {},
     dir,
   );
-  const runtime = await startSidecar(options, createLogger('silent'));
+  // Transparent mode on ports 0: only the rules path is exercised here (nothing is redirected to it).
+  const effective = transparent
+    ? {
+        ...options,
+        mode: 'transparent' as const,
+        outboundPort: 0,
+        inboundPort: 0,
+        interceptFile: join(dir, 'published', 'intercept.json'),
+        rulesCache: join(dir, 'rules-transparent.bin'),
+      }
+    : options;
+  const runtime = await startSidecar(effective, createLogger('silent'));
   runtimes.push(runtime);
   return runtime;
 }
@@ -142,7 +154,11 @@ describe('run with --control-plane', () => {
       async () => (await get(rt.adminAddress.port, '/readyz')).status,
       (s) => s === 200,
     );
-    const first = await config(rt);
+    // Intercept rules and route sets arrive as two updates; ready follows the first of them.
+    const first = await eventually(
+      () => config(rt),
+      (c) => c.rules.routes.length > 0 && c.rules.intercept.length > 0,
+    );
     expect(first.rules.source).toBe('control-plane');
     expect(first.rules.intercept.map((r) => r.domain)).toEqual(['*.partner.test']);
 
@@ -166,6 +182,38 @@ describe('run with --control-plane', () => {
     await nacked;
     expect((await config(rt)).rules.version).toBe(second.rules.version);
     await rt.drain(1000);
+  });
+
+  test('transparent mode publishes pushed intercept rules to the intercept file init-net --follow applies', async () => {
+    server.setResources(group, resources('/orders/:id', '*.partner.test'));
+    const rt = await start(true);
+    const seen: InterceptFileContent[] = [];
+    const follower = followInterceptFile(
+      join(dir, 'published', 'intercept.json'),
+      null,
+      async (content) => {
+        seen.push(content);
+      },
+      (e) => {
+        throw e;
+      },
+      10,
+    );
+    try {
+      await eventually(
+        async () => seen.map((c) => c.intercept.map((r) => r.domain).join(',')),
+        (domains) => domains.includes('*.partner.test'),
+      );
+      server.setResources(group, resources('/orders/:id', 'api.extra.test'));
+      await eventually(
+        async () => seen.at(-1)?.intercept.map((r) => r.domain),
+        (domains) => domains?.[0] === 'api.extra.test',
+      );
+      expect(seen.at(-1)?.version).toBe((await config(rt)).rules.version);
+    } finally {
+      follower.close();
+      await rt.drain(1000);
+    }
   });
 
   test('restarted with the control plane gone, it serves the persisted last good rules', async () => {
