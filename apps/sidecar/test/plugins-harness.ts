@@ -1,0 +1,277 @@
+/**
+ * Shared by the plugin and upgrade tests: a real sidecar process (the built bin, explicit mode on
+ * loopback port 0), a real upstream, and plain node:http clients through the proxy.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type Agent, createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const APP_DIR = fileURLToPath(new URL('..', import.meta.url));
+export const REPO_DIR = join(APP_DIR, '..', '..');
+export const CLI = join(APP_DIR, 'dist', 'cli.js');
+export const PYTHON = '/usr/bin/python3';
+export const TS_FIXTURE = join(APP_DIR, 'test', 'fixtures', 'plugin-fixture.ts');
+export const PY_FIXTURE = join(APP_DIR, 'test', 'fixtures', 'plugin_fixture.py');
+
+/** Why Python plugins cannot run here, or undefined when they can. */
+export function pythonMissing(): string | undefined {
+  const r = spawnSync(PYTHON, ['-c', 'import grpc, google.protobuf'], { encoding: 'utf8' });
+  if (r.error) return `${PYTHON} not found`;
+  if (r.status !== 0)
+    return `${PYTHON} lacks grpc/protobuf (apt-get install python3-grpcio python3-protobuf)`;
+  return undefined;
+}
+
+export function tempDir(prefix: string): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface Upstream {
+  readonly port: number;
+  /** Requests the upstream answered. */
+  readonly hits: () => number;
+  close(): Promise<void>;
+}
+
+/** Echoes the request headers as JSON; `/status/500` answers 500. */
+export async function startUpstream(): Promise<Upstream> {
+  let hits = 0;
+  const server: Server = createServer((req, res) => {
+    hits++;
+    req.resume();
+    const status = req.url?.startsWith('/status/500') ? 500 : 200;
+    res.writeHead(status, { 'content-type': 'application/json', 'x-upstream-secret': 'hidden' });
+    res.end(JSON.stringify({ path: req.url, headers: req.headers }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    hits: () => hits,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface LogLine {
+  readonly event?: string;
+  readonly [key: string]: unknown;
+}
+
+export interface SidecarProcess {
+  readonly child: ChildProcess;
+  readonly proxyPort: number;
+  readonly adminPort: number;
+  readonly logs: LogLine[];
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number | null>;
+  waitForLog(match: (line: LogLine) => boolean, ms?: number): Promise<LogLine>;
+  stop(): Promise<number | null>;
+}
+
+/** Collects JSON log lines from a child's stderr. */
+export function collectLogs(child: ChildProcess, logs: LogLine[], raw: { text: string }): void {
+  let partial = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    raw.text += chunk;
+    partial += chunk;
+    let nl = partial.indexOf('\n');
+    while (nl >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not JSON (a plugin's own output): kept in raw only
+      }
+      nl = partial.indexOf('\n');
+    }
+  });
+}
+
+export async function waitFor<T>(
+  probe: () => Promise<T> | T,
+  ok: (v: T) => boolean,
+  ms = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Starts `httpmesh-sidecar run` (built bin) with a rules file; resolves once it logged sidecar.started. */
+export async function startSidecarProcess(opts: {
+  dir: string;
+  rules: string;
+  args?: readonly string[];
+  env?: Record<string, string>;
+}): Promise<SidecarProcess> {
+  const rulesFile = join(opts.dir, 'rules.yaml');
+  writeFileSync(rulesFile, opts.rules);
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'run',
+      '--listen',
+      '127.0.0.1:0',
+      '--admin',
+      '127.0.0.1:0',
+      '--ca-dir',
+      join(opts.dir, 'ca'),
+      '--rules',
+      rulesFile,
+      '--state-dir',
+      join(opts.dir, 'state'),
+      ...(opts.args ?? []),
+    ],
+    { cwd: REPO_DIR, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const logs: LogLine[] = [];
+  const raw = { text: '' };
+  collectLogs(child, logs, raw);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const waitForLog = async (match: (line: LogLine) => boolean, ms = 20_000): Promise<LogLine> => {
+    let exitedEarly = false;
+    void exited.then(() => {
+      exitedEarly = true;
+    });
+    const line = await waitFor(
+      () => logs.find(match) ?? (exitedEarly ? null : undefined),
+      (v) => v !== undefined,
+      ms,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}\nsidecar stderr:\n${raw.text.slice(-4000)}`);
+    });
+    if (line === null) throw new Error(`sidecar exited early:\n${raw.text.slice(-4000)}`);
+    return line;
+  };
+  const started = await waitForLog((l) => l.event === 'sidecar.started');
+  const proxy = started['proxy'] as AddressInfo;
+  const admin = started['admin'] as AddressInfo;
+  return {
+    child,
+    proxyPort: proxy.port,
+    adminPort: admin.port,
+    logs,
+    exited,
+    waitForLog,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+export interface Reply {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: string;
+}
+
+/** A request through the explicit proxy (absolute-form target) to the upstream on loopback. */
+export function viaProxy(
+  proxyPort: number,
+  upstreamPort: number,
+  path: string,
+  headers: Record<string, string> = {},
+  agent: Agent | false = false,
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: proxyPort,
+        path: `http://127.0.0.1:${upstreamPort}${path}`,
+        headers: { host: `127.0.0.1:${upstreamPort}`, ...headers },
+        agent,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export function adminGet(adminPort: number, path: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    request({ host: '127.0.0.1', port: adminPort, path, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+/** Upstream's view of the request (it echoes headers). */
+export function seenHeaders(reply: Reply): Record<string, string | string[]> {
+  return (JSON.parse(reply.body) as { headers: Record<string, string | string[]> }).headers;
+}
+
+export interface LoadResult {
+  readonly sent: number;
+  readonly failures: string[];
+  readonly replies: Reply[];
+}
+
+/**
+ * Bounded load: at least `count` requests with `concurrency` workers, continuing (up to `maxCount` and
+ * `maxMs`) while `keepGoing()` is true. Any transport error or a status other than 200 is a failure.
+ */
+export async function runLoad(opts: {
+  count: number;
+  concurrency: number;
+  send: () => Promise<Reply>;
+  keepGoing?: () => boolean;
+  maxCount?: number;
+  maxMs?: number;
+  onReply?: (n: number) => void;
+}): Promise<LoadResult> {
+  const failures: string[] = [];
+  const replies: Reply[] = [];
+  let sent = 0;
+  const deadline = Date.now() + (opts.maxMs ?? 60_000);
+  const maxCount = opts.maxCount ?? opts.count;
+  const more = () =>
+    sent < opts.count || (opts.keepGoing?.() === true && sent < maxCount && Date.now() < deadline);
+  const worker = async () => {
+    while (more()) {
+      sent++;
+      try {
+        const reply = await opts.send();
+        replies.push(reply);
+        if (reply.status !== 200) failures.push(`status ${reply.status}: ${reply.body.slice(0, 200)}`);
+      } catch (e) {
+        failures.push(`error ${(e as Error & { code?: string }).code ?? ''} ${(e as Error).message}`);
+      }
+      opts.onReply?.(replies.length + failures.length);
+    }
+  };
+  await Promise.all(Array.from({ length: opts.concurrency }, worker));
+  return { sent, failures, replies };
+}
