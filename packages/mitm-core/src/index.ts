@@ -1,4 +1,4 @@
-export { CertificateAuthority, SPIFFE_NODE_PREFIX, spiffeNodeUri } from './ca/index.js';
+export { CertificateAuthority, SPIFFE_NODE_PREFIX, isMeshNodeId, spiffeNodeUri } from './ca/index.js';
 export type {
   CaKeyAlgorithm,
   CaPem,

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { connect, createServer } from 'node:tls';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, test } from 'vitest';
-import { CertificateAuthority, SPIFFE_NODE_PREFIX, spiffeNodeUri } from '../src/ca/index.js';
+import { CertificateAuthority, SPIFFE_NODE_PREFIX, isMeshNodeId, spiffeNodeUri } from '../src/ca/index.js';
 import type { IssueClientLeafOptions } from '../src/ca/index.js';
 
 const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
@@ -166,6 +166,13 @@ describe('issueClientLeaf', () => {
     });
     const [error] = (await once(socket, 'error').catch((e: unknown) => [e])) as [NodeJS.ErrnoException];
     expect(error.code).toBe('INVALID_PURPOSE');
+  });
+
+  test('isMeshNodeId accepts exactly the ids issueClientLeaf accepts', () => {
+    for (const id of ['a', 'node-1', 'edge:node_1.x', 'n'.repeat(128)]) expect(isMeshNodeId(id)).toBe(true);
+    for (const id of ['', '.a', '-a', 'a/b', 'a b', 'n'.repeat(129), 42, null, undefined]) {
+      expect(isMeshNodeId(id)).toBe(false);
+    }
   });
 
   test.each<[string, unknown]>([

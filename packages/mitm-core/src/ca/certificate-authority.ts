@@ -113,6 +113,11 @@ export interface IssuedLeaf {
 /** Prefix of the URI SAN that names a mesh node: `spiffe://httpmesh/node/<percent-encoded node id>`. */
 export const SPIFFE_NODE_PREFIX = 'spiffe://httpmesh/node/';
 
+/** Whether `value` is a valid mesh node id: 1-128 of `A-Z a-z 0-9 . _ : -`, starting with a letter or digit. */
+export function isMeshNodeId(value: unknown): value is string {
+  return typeof value === 'string' && NODE_ID.test(value);
+}
+
 /** The SPIFFE URI naming a mesh node (the id percent-encoded, as rule-sync decodes it). */
 export function spiffeNodeUri(nodeId: string): string {
   return `${SPIFFE_NODE_PREFIX}${encodeURIComponent(nodeId)}`;
@@ -570,7 +575,7 @@ export class CertificateAuthority {
   async issueClientLeaf(options: IssueClientLeafOptions): Promise<IssuedClientLeaf> {
     const state = this.#state;
     const nodeId = options?.nodeId;
-    if (typeof nodeId !== 'string' || !NODE_ID.test(nodeId)) {
+    if (!isMeshNodeId(nodeId)) {
       throw new CaOptionsInvalidError(
         'nodeId must be 1-128 characters of A-Z a-z 0-9 . _ : - starting with a letter or digit',
       );

@@ -1,4 +1,9 @@
-export { CertificateAuthority, SPIFFE_NODE_PREFIX, spiffeNodeUri } from './certificate-authority.js';
+export {
+  CertificateAuthority,
+  SPIFFE_NODE_PREFIX,
+  isMeshNodeId,
+  spiffeNodeUri,
+} from './certificate-authority.js';
 export type {
   CaKeyAlgorithm,
   CaPem,
