@@ -4,11 +4,15 @@
  * captured and measured per pattern, HTTPS to an intercepted domain is decrypted (the client trusts only
  * the mesh CA) and measured, HTTPS to other domains passes untouched (the client trusts only the
  * upstream's CA), inbound HTTP is captured, the sidecar's own upstream calls are not looped, and a rules
- * file change switches a domain between intercept and passthrough without a restart.
+ * file change switches a domain between intercept and passthrough without a restart. Java and Go clients
+ * trust the mesh CA the way `ca trust` sets it up (a keytool keystore, the env file), curl through the
+ * system store (`ca trust --trust system`, restored byte for byte afterwards), and a domain added to the
+ * rules file reaches dnsmasq/ipset through the intercept file and `init-net --follow` (root) while the
+ * proxy runs as uid 1337.
  * Needs root (CI runs as root); everything is removed in afterAll.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -25,30 +29,57 @@ const VETH_SVC = `hmds${id}`;
 const NET = '10.203.11';
 const UPSTREAM_IP = `${NET}.1`; // shop.test, api.partner.test
 const OTHER_IP = `${NET}.2`; // www.other.test
+const EXTRA_IP = `${NET}.3`; // api.extra.test: intercepted only once the rules file adds it
 const SERVICE_IP = `${NET}.10`;
 const PROXY_UID = 1337;
 const cli = new URL('../dist/cli.js', import.meta.url).pathname;
 const fixture = new URL('./fixtures/servers.mjs', import.meta.url).pathname;
+const javaClient = new URL('./fixtures/Client.java', import.meta.url).pathname;
+const goClient = new URL('./fixtures/client.go', import.meta.url).pathname;
+const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+const JAVA_SYSTEM_CACERTS = '/etc/ssl/certs/java/cacerts';
 
 const children: ChildProcess[] = [];
 let sidecar: ChildProcess | null = null;
 const sidecarLog: Record<string, unknown>[] = [];
+const followerLog: Record<string, unknown>[] = [];
+let interceptFile = '';
 let dir = '';
 let rulesFile = '';
 let meshCa = '';
 let upstreamCa = '';
 
-const rules = (action: 'intercept' | 'passthrough') => `intercept:
+const ORDER_HOSTS = [
+  'api.partner.test',
+  'java.partner.test',
+  'go.partner.test',
+  'sys.partner.test',
+  'api.extra.test',
+];
+const rules = (action: 'intercept' | 'passthrough', extra = false) => `intercept:
   - domain: '*.partner.test'
     action: ${action}
-routes:
+${extra ? '  - domain: api.extra.test\n' : ''}routes:
   - host: shop.test
     patterns: ['/items/:id']
-  - host: api.partner.test
-    patterns: ['/orders/:id']
-  - host: ${SERVICE_IP}
+${ORDER_HOSTS.map((h) => `  - host: ${h}\n    patterns: ['/orders/:id']\n`).join('')}  - host: ${SERVICE_IP}
     patterns: ['/hello/:name']
 `;
+
+function jsonLines(sink: Record<string, unknown>[]) {
+  return (b: Buffer) => {
+    for (const line of b.toString().split('\n')) {
+      if (line.startsWith('{')) sink.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  };
+}
+
+/** The env file's assignments, as `env` takes them (values may contain spaces: no shell involved). */
+function envFileVars(path: string): string[] {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => /^[A-Z_]+=/.test(l));
+}
 
 async function sh(...argv: string[]): Promise<string> {
   const [cmd, ...args] = argv;
@@ -113,6 +144,16 @@ async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms 
   throw new Error(`condition not met: ${String(last)}`);
 }
 
+/** Waits until `init-net --follow` applied the given intercept-file version (dnsmasq restarted if needed). */
+async function followed(version: string): Promise<void> {
+  await eventually(
+    // The last one applied: a version can come back (intercept -> passthrough -> intercept).
+    async () => followerLog.filter((l) => l['event'] === 'init-net.followed').at(-1)?.['version'],
+    (last) => last === version,
+    15_000,
+  );
+}
+
 async function cleanup(): Promise<void> {
   sidecar?.kill('SIGKILL');
   for (const child of children) child.kill('SIGKILL');
@@ -142,7 +183,7 @@ describe.skipIf(!canRun)(
         chmodSync(dir, 0o755);
         // The upstream's own CA and certificate: the proxy trusts it through --upstream-ca.
         const ca = await CertificateAuthority.create({ commonName: 'e2e upstream CA' });
-        const leaf = await ca.issueLeaf(['api.partner.test', 'www.other.test', 'shop.test']);
+        const leaf = await ca.issueLeaf([...ORDER_HOSTS, 'www.other.test', 'shop.test']);
         upstreamCa = join(dir, 'upstream-ca.pem');
         writeFileSync(upstreamCa, ca.certPem);
         writeFileSync(join(dir, 'upstream.key'), leaf.keyPem);
@@ -173,7 +214,7 @@ describe.skipIf(!canRun)(
           'netns',
           SVC,
         );
-        for (const ip of [UPSTREAM_IP, OTHER_IP])
+        for (const ip of [UPSTREAM_IP, OTHER_IP, EXTRA_IP])
           await sh('ip', '-n', UP, 'addr', 'add', `${ip}/24`, 'dev', VETH_UP);
         await sh('ip', '-n', SVC, 'addr', 'add', `${SERVICE_IP}/24`, 'dev', VETH_SVC);
         for (const [ns, dev] of [
@@ -195,6 +236,7 @@ describe.skipIf(!canRun)(
             `address=/partner.test/${UPSTREAM_IP}`,
             `address=/shop.test/${UPSTREAM_IP}`,
             `address=/other.test/${OTHER_IP}`,
+            `address=/extra.test/${EXTRA_IP}`,
             '',
           ].join('\n'),
         );
@@ -217,20 +259,36 @@ describe.skipIf(!canRun)(
         await startInNs(SVC, [process.execPath, fixture, 'service', '8080'], (t) => t.includes('ready'));
 
         mkdirSync(join(dir, 'state'));
-        await run(process.execPath, [
-          cli,
-          'init-net',
-          '--netns',
-          SVC,
-          '--dns-upstream',
-          UPSTREAM_IP,
-          '--rules',
-          rulesFile,
-          '--inbound-ports',
-          '8080',
-          '--state-dir',
-          join(dir, 'state'),
-        ]);
+        // init-net stays up as root (--follow) and creates the intercept file's directory for uid 1337.
+        interceptFile = join(dir, 'published', 'intercept.json');
+        const follower = spawn(
+          process.execPath,
+          [
+            cli,
+            'init-net',
+            '--follow',
+            '--netns',
+            SVC,
+            '--dns-upstream',
+            UPSTREAM_IP,
+            '--rules',
+            rulesFile,
+            '--inbound-ports',
+            '8080',
+            '--state-dir',
+            join(dir, 'state'),
+            '--intercept-file',
+            interceptFile,
+          ],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        children.push(follower);
+        follower.stderr?.on('data', jsonLines(followerLog));
+        await eventually(
+          async () => followerLog.some((l) => l['event'] === 'init-net.following'),
+          (following) => following,
+          20_000,
+        );
 
         sidecar = await startInNs(
           SVC,
@@ -254,14 +312,12 @@ describe.skipIf(!canRun)(
             'shop',
             '--admin',
             '127.0.0.1:15000',
+            '--intercept-file',
+            interceptFile,
           ],
           (t) => t.includes('"sidecar.started"'),
         );
-        sidecar.stderr?.on('data', (b: Buffer) => {
-          for (const line of b.toString().split('\n')) {
-            if (line.startsWith('{')) sidecarLog.push(JSON.parse(line) as Record<string, unknown>);
-          }
-        });
+        sidecar.stderr?.on('data', jsonLines(sidecarLog));
       } catch (e) {
         await cleanup();
         throw e;
@@ -336,24 +392,177 @@ describe.skipIf(!canRun)(
       expect(connections.accepted).toEqual({ outbound: 4, inbound: 1 }); // HTTP items, HTTPS orders (curl, Node, Python)
     });
 
+    test('Java (keystore written by keytool) and Go (SSL_CERT_FILE) trust the mesh CA via ca trust', async () => {
+      const jdkCacertsBefore = readFileSync(JAVA_SYSTEM_CACERTS);
+      const keystore = join(dir, 'java', 'truststore.p12');
+      const envFile = join(dir, 'trust-java-go.env');
+      const trusted = JSON.parse(
+        await sh(
+          process.execPath,
+          cli,
+          'ca',
+          'trust',
+          '--ca-dir',
+          join(dir, 'ca'),
+          '--trust',
+          'java,env',
+          '--java-truststore',
+          keystore,
+          '--trust-env-file',
+          envFile,
+        ),
+      ) as { store: string; done: boolean }[];
+      expect(trusted).toEqual([
+        expect.objectContaining({ store: 'java', done: true }),
+        expect.objectContaining({ store: 'env', done: true }),
+      ]);
+      // The keystore holds the mesh CA and (seeded from the JDK) the public roots; the JDK's own is untouched.
+      const listing = await sh('keytool', '-list', '-keystore', keystore, '-storepass', 'changeit');
+      expect(listing).toMatch(/httpmesh-[0-9a-f]{12}/);
+      expect(Number(/contains (\d+) entr/.exec(listing)?.[1])).toBeGreaterThan(10);
+      expect(readFileSync(JAVA_SYSTEM_CACERTS).equals(jdkCacertsBefore)).toBe(true);
+
+      const vars = envFileVars(envFile);
+      expect(vars.some((v) => v.startsWith('JAVA_TOOL_OPTIONS=') && v.includes(keystore))).toBe(true);
+      const java = await sh(
+        'ip',
+        'netns',
+        'exec',
+        SVC,
+        'env',
+        ...vars,
+        'java',
+        javaClient,
+        'https://java.partner.test/orders/7',
+      );
+      expect(JSON.parse(java)).toMatchObject({
+        server: 'upstream',
+        host: 'java.partner.test',
+        path: '/orders/7',
+      });
+
+      // Go: standard library only, offline, caches in the test's own directory.
+      const goHome = join(dir, 'go');
+      mkdirSync(goHome, { recursive: true });
+      const go = await sh(
+        'ip',
+        'netns',
+        'exec',
+        SVC,
+        'env',
+        ...vars,
+        `HOME=${goHome}`,
+        `GOCACHE=${join(goHome, 'cache')}`,
+        `GOPATH=${join(goHome, 'path')}`,
+        'GOFLAGS=-mod=mod',
+        'GOPROXY=off',
+        'GOTOOLCHAIN=local',
+        'go',
+        'run',
+        goClient,
+        'https://go.partner.test/orders/8',
+      );
+      expect(JSON.parse(go)).toMatchObject({
+        server: 'upstream',
+        host: 'go.partner.test',
+        path: '/orders/8',
+      });
+
+      for (const host of ['java\\.partner\\.test', 'go\\.partner\\.test']) {
+        await metricsMatching(
+          new RegExp(
+            `http_client_request_duration_count\\{[^}]*http_route="/orders/:id",server_address="${host}"[^}]*\\} 1`,
+          ),
+        );
+      }
+    }, 120_000);
+
+    test('ca trust --trust system: curl without --cacert trusts the mesh; the store is restored byte for byte', async () => {
+      const bundleBefore = readFileSync(SYSTEM_BUNDLE);
+      const javaBefore = existsSync(JAVA_SYSTEM_CACERTS) ? readFileSync(JAVA_SYSTEM_CACERTS) : null;
+      let installed = '';
+      try {
+        const [result] = JSON.parse(
+          await sh(process.execPath, cli, 'ca', 'trust', '--ca-dir', join(dir, 'ca'), '--trust', 'system'),
+        ) as { store: string; done: boolean; detail: string }[];
+        installed = result?.detail ?? '';
+        expect(result).toMatchObject({ store: 'system', done: true });
+        expect(installed).toMatch(/^\/usr\/local\/share\/ca-certificates\/httpmesh-[0-9a-f]{12}\.crt$/);
+        expect(readFileSync(SYSTEM_BUNDLE, 'utf8')).toContain(readFileSync(meshCa, 'utf8').trim());
+        // No --cacert: curl uses the system store.
+        const reply = await curlIn(SVC, 'https://sys.partner.test/orders/5');
+        expect(reply).toMatchObject({ server: 'upstream', host: 'sys.partner.test', path: '/orders/5' });
+        await metricsMatching(
+          /http_client_request_duration_count\{[^}]*http_route="\/orders\/:id",server_address="sys\.partner\.test"[^}]*\} 1/,
+        );
+      } finally {
+        if (installed) rmSync(installed, { force: true });
+        // --fresh rebuilds the bundle and the links from scratch, without the removed certificate.
+        await run('update-ca-certificates', ['--fresh']);
+        // The Java hook of update-ca-certificates rewrote the JDK store: put back the very same bytes.
+        if (javaBefore !== null) writeFileSync(JAVA_SYSTEM_CACERTS, javaBefore);
+      }
+      expect(readFileSync(SYSTEM_BUNDLE).equals(bundleBefore)).toBe(true);
+      if (javaBefore !== null) expect(readFileSync(JAVA_SYSTEM_CACERTS).equals(javaBefore)).toBe(true);
+    }, 120_000);
+
     test('a rules change switches a domain between intercept and passthrough without restarting', async () => {
       const version = async () =>
         (JSON.parse(await adminGet('/config')) as { rules: { version: string } }).rules.version;
       const v1 = await version();
       writeFileSync(rulesFile, rules('passthrough'));
       const v2 = await eventually(version, (v) => v !== v1);
+      await followed(v2);
       expect((await curlIn(SVC, '--cacert', upstreamCa, 'https://api.partner.test/x')).server).toBe(
         'upstream',
       );
       await expect(curlIn(SVC, '--cacert', meshCa, 'https://api.partner.test/x')).rejects.toThrow();
 
       writeFileSync(rulesFile, rules('intercept'));
-      await eventually(version, (v) => v !== v2);
+      const v3 = await eventually(version, (v) => v !== v2);
+      // Dropping *.partner.test flushed the ipset; it is back once init-net --follow restarted dnsmasq.
+      await followed(v3);
       expect((await curlIn(SVC, '--cacert', meshCa, 'https://api.partner.test/orders/1')).server).toBe(
         'upstream',
       );
       expect(sidecar?.exitCode).toBeNull(); // same process throughout
     });
+
+    test('a domain added to the rules file reaches dnsmasq/ipset through init-net --follow, nothing restarted', async () => {
+      const members = async () =>
+        (await sh('ip', 'netns', 'exec', SVC, 'ipset', 'list', 'httpmesh-intercept')).split('\n');
+      // Before: not in the rules, so its address is not in the set: HTTPS goes straight to the upstream.
+      expect((await curlIn(SVC, '--cacert', upstreamCa, 'https://api.extra.test/orders/1')).server).toBe(
+        'upstream',
+      );
+      expect(await members()).not.toContain(EXTRA_IP);
+      const accepted = async () =>
+        (JSON.parse(await adminGet('/connections')) as { accepted: { outbound: number } }).accepted.outbound;
+      const acceptedBefore = await accepted();
+      const sidecarPid = sidecar?.pid;
+
+      writeFileSync(rulesFile, rules('intercept', true));
+      const published = await eventually(
+        async () =>
+          JSON.parse(readFileSync(interceptFile, 'utf8')) as {
+            version: string;
+            intercept: { domain: string }[];
+          },
+        (c) => c.intercept.some((r) => r.domain === 'api.extra.test'),
+      );
+      await followed(published.version);
+      expect(readFileSync(join(dir, 'state', 'dnsmasq.conf'), 'utf8')).toContain('ipset=/api.extra.test/');
+
+      const reply = await curlIn(SVC, '--cacert', meshCa, 'https://api.extra.test/orders/2');
+      expect(reply).toMatchObject({ server: 'upstream', host: 'api.extra.test', path: '/orders/2' });
+      expect(await members()).toContain(EXTRA_IP);
+      expect(await accepted()).toBe(acceptedBefore + 1);
+      await metricsMatching(
+        /http_client_request_duration_count\{[^}]*http_route="\/orders\/:id",server_address="api\.extra\.test"[^}]*\} 1/,
+      );
+      expect(sidecar?.pid).toBe(sidecarPid);
+      expect(sidecar?.exitCode).toBeNull();
+    }, 60_000);
 
     test('SIGTERM stops the sidecar with exit code 0', async () => {
       expect(sidecar?.exitCode).toBeNull();
