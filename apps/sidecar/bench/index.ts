@@ -16,7 +16,8 @@
 // Env: BENCH_SECONDS (5), BENCH_WARMUP_SECONDS (1), BENCH_CONNECTIONS (32), BENCH_RATE (moderate load,
 // 1000 req/s), BENCH_ONLY (comma list of proxy names: direct,sidecar,nginx,mitmproxy),
 // BENCH_CPU_PROF (directory: run the sidecar under node --cpu-prof), BENCH_SIDECAR (`node`: dist/cli.js
-// under this Node, default; `sea`: dist/sea/httpmesh-sidecar).
+// under this Node, default; `sea`: dist/sea/httpmesh-sidecar), BENCH_SIDECAR_NODE_ARGS (extra Node flags for
+// the sidecar, e.g. `--max-semi-space-size=2`).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -334,7 +335,10 @@ try {
         if (process.env['BENCH_SIDECAR'] === 'sea') {
           return { command: join(appDir, 'dist', 'sea', 'httpmesh-sidecar'), args: common };
         }
-        const node = profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile];
+        const node = [
+          ...(process.env['BENCH_SIDECAR_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
+          ...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]),
+        ];
         return { command: process.execPath, args: [...node, join(appDir, 'dist', 'cli.js'), ...common] };
       };
       const explicitPort = await freePort();
