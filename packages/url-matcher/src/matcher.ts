@@ -17,6 +17,7 @@ import {
   N_COMP_COUNT,
   N_COMP_START,
   N_ENTRY_COUNT,
+  N_ENTRY_HOSTS,
   N_ENTRY_START,
   N_LABEL_LENGTH,
   N_LABEL_OFFSET,
@@ -24,10 +25,11 @@ import {
   N_STATIC_CHILD,
   N_STATIC_COUNT,
   N_WILD_COUNT,
+  N_WILD_HOSTS,
   N_WILD_START,
   NODE_STRIDE,
 } from './trie.js';
-import type { AnyEntry, CompiledTrie, CompositeEdge } from './trie.js';
+import type { AnyEntry, CompiledTrie, CompositeEdge, HostIndex } from './trie.js';
 
 export interface RouteSpec<T> {
   /** path-to-regexp v8 syntax: `/users/:id`, `/files/*path`, `/docs{/:lang}`. */
@@ -201,8 +203,8 @@ function createLookup(
   options: LookupOptions,
 ): (path: string, method?: string, host?: string) => RouteMatch<unknown> | null {
   const { caseSensitive, ignoreTrailingSlash, ignoreDuplicateSlashes, maxParamLength } = options;
-  const { nodes, edges, edgeMask, labels, entryList, entries, entryMethodMask, entryHasHost } = trie;
-  const { composites, compositeChild } = trie;
+  const { nodes, edges, edgeMask, labels, entryList, entries, entryMethodMask } = trie;
+  const { composites, compositeChild, hostIndexes } = trie;
   // Percent-decoding shrinks a segment at most 9-fold (a 3-byte UTF-8 character written as %XX%XX%XX).
   const maxRawLabelLength = trie.maxLabelLength;
   const maxEscapedLabelLength = trie.maxLabelLength * 9;
@@ -224,6 +226,8 @@ function createLookup(
   let reqMethod: string | undefined;
   let reqMethodBit = 0;
   let reqHost: string | undefined;
+  /** reqHost without port and trailing dot, lower-case; computed when a host index first needs it. */
+  let reqHostKey: string | null = null;
 
   function scan(input: string): void {
     // Native indexOf scans faster than a charCodeAt loop; the path ends at `?` or `#`, whichever is first.
@@ -369,22 +373,10 @@ function createLookup(
     return true;
   }
 
-  function hostMatches(entry: AnyEntry, host: string): boolean {
-    let end = host.length;
-    if (host.charCodeAt(0) === 91) {
-      const bracket = host.indexOf(']');
-      if (bracket !== -1) end = bracket + 1;
-    } else {
-      const colon = host.indexOf(':');
-      if (colon !== -1) end = colon;
-    }
-    if (end > 0 && host.charCodeAt(end - 1) === 46) end--;
-    const label = entry.hostLabel as string;
-    if (entry.hostWildcard) return end > label.length && regionEqualsFolded(host, end - label.length, label);
-    return end === label.length && regionEqualsFolded(host, 0, label);
-  }
-
-  /** First entry in [start, start + count) of entryList whose method and host fit the request, or -1. */
+  /**
+   * First entry in [start, start + count) of entryList whose methods fit the request, or -1. Lists with
+   * host-scoped entries go through pickByHost instead, unless the request has no host to check.
+   */
   function pick(start: number, count: number): number {
     for (let i = start; i < start + count; i++) {
       const id = entryList[i] as number;
@@ -396,19 +388,70 @@ function createLookup(
           continue;
         }
       }
-      if (entryHasHost[id] === 1 && reqHost !== undefined && !hostMatches(entries[id] as AnyEntry, reqHost)) {
-        continue;
-      }
       return id;
     }
     return -1;
+  }
+
+  function hostKey(host: string): string {
+    let end = host.length;
+    if (host.charCodeAt(0) === 91) {
+      const bracket = host.indexOf(']');
+      if (bracket !== -1) end = bracket + 1;
+    } else {
+      const colon = host.indexOf(':');
+      if (colon !== -1) end = colon;
+    }
+    if (end > 0 && host.charCodeAt(end - 1) === 46) end--;
+    return asciiLower(host.slice(0, end));
+  }
+
+  /** First of `ids` (all of the right host) whose methods fit, or -1. */
+  function pickMethod(ids: readonly number[] | undefined): number {
+    if (ids === undefined) return -1;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i] as number;
+      const mask = entryMethodMask[id] as number;
+      if (mask === ANY_METHOD || reqMethod === undefined) return id;
+      if (
+        mask === LIST_ONLY
+          ? (entries[id] as AnyEntry).methods?.includes(reqMethod)
+          : (mask & reqMethodBit) !== 0
+      ) {
+        return id;
+      }
+    }
+    return -1;
+  }
+
+  /** pick() for a list with host-scoped routes: exact host, then wildcard hosts longest first, then any host. */
+  function pickByHost(start: number, count: number, index: number): number {
+    if (reqHost === undefined) return pick(start, count);
+    reqHostKey ??= hostKey(reqHost);
+    const hosts = hostIndexes[index] as HostIndex;
+    let id = pickMethod(hosts.exact.get(reqHostKey));
+    if (id !== -1) return id;
+    if (hosts.wildcard.size > 0) {
+      // `*.example.com` needs at least one label before `.example.com`, so the search starts at offset 1.
+      for (let dot = reqHostKey.indexOf('.', 1); dot !== -1; dot = reqHostKey.indexOf('.', dot + 1)) {
+        id = pickMethod(hosts.wildcard.get(reqHostKey.slice(dot)));
+        if (id !== -1) return id;
+      }
+    }
+    return pickMethod(hosts.anyHost);
+  }
+
+  function pickAt(start: number, count: number, index: number): number {
+    return index === -1 ? pick(start, count) : pickByHost(start, count, index);
   }
 
   function walk(node: number, d: number): number {
     const base = node * NODE_STRIDE;
     if (d >= segCount) {
       const count = nodes[base + N_ENTRY_COUNT] as number;
-      return count === 0 ? -1 : pick(nodes[base + N_ENTRY_START] as number, count);
+      return count === 0
+        ? -1
+        : pickAt(nodes[base + N_ENTRY_START] as number, count, nodes[base + N_ENTRY_HOSTS] as number);
     }
     const start = segStart[d] as number;
     const end = segEnd[d] as number;
@@ -449,7 +492,11 @@ function createLookup(
     const wildcards = nodes[base + N_WILD_COUNT] as number;
     if (wildcards !== 0 && restEnd === -1) restEnd = findRestEnd(start);
     if (wildcards !== 0 && restEnd > start) {
-      const found = pick(nodes[base + N_WILD_START] as number, wildcards);
+      const found = pickAt(
+        nodes[base + N_WILD_START] as number,
+        wildcards,
+        nodes[base + N_WILD_HOSTS] as number,
+      );
       if (found !== -1) {
         const slot = nodes[base + N_CAPS] as number;
         capStart[slot] = start;
@@ -481,6 +528,7 @@ function createLookup(
       }
     }
     reqHost = typeof host === 'string' ? host : undefined;
+    reqHostKey = null;
     scan(input);
     const id = walk(0, 0);
     let result: RouteMatch<unknown> | null = null;

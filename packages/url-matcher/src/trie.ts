@@ -49,6 +49,9 @@ class TrieNode {
   wildcard: AnyEntry[] = [];
   /** Routes that end exactly here. */
   entries: AnyEntry[] = [];
+  /** "host method" -> entry, for O(1) conflict checks (one Map per list, only when used). */
+  entryScopes: Map<string, AnyEntry> | null = null;
+  wildcardScopes: Map<string, AnyEntry> | null = null;
 
   constructor(caps: number) {
     this.caps = caps;
@@ -77,7 +80,10 @@ export const N_STATIC_COUNT = 8;
 export const N_LABEL_OFFSET = 9;
 export const N_LABEL_LENGTH = 10;
 export const N_STATIC_CHILD = 11;
-export const NODE_STRIDE = 12;
+/** Index into `hostIndexes` for the node's entries / wildcard entries when some are host-scoped, else -1. */
+export const N_ENTRY_HOSTS = 12;
+export const N_WILD_HOSTS = 13;
+export const NODE_STRIDE = 14;
 
 export const E_PARENT = 0;
 export const E_HASH = 1;
@@ -85,6 +91,19 @@ export const E_CHILD = 2;
 export const E_OFFSET = 3;
 export const E_LENGTH = 4;
 export const EDGE_STRIDE = 5;
+
+/**
+ * Host-scoped entries of one list, grouped so a lookup costs the same with 10,000 hosts as with one.
+ * Each array holds entry ids in precedence order (listed methods first).
+ */
+export interface HostIndex {
+  /** Lower-case host -> entries for exactly that host. */
+  readonly exact: ReadonlyMap<string, readonly number[]>;
+  /** `.example.com` -> entries for `*.example.com`. */
+  readonly wildcard: ReadonlyMap<string, readonly number[]>;
+  /** Entries for any host. */
+  readonly anyHost: readonly number[];
+}
 
 export interface CompiledTrie {
   readonly nodes: Int32Array;
@@ -98,9 +117,9 @@ export interface CompiledTrie {
   readonly entryList: Int32Array;
   readonly entries: readonly AnyEntry[];
   readonly entryMethodMask: Int32Array;
-  readonly entryHasHost: Uint8Array;
   readonly composites: readonly CompositeEdge[];
   readonly compositeChild: Int32Array;
+  readonly hostIndexes: readonly HostIndex[];
   /** Deepest alternative, in segments. */
   readonly maxDepth: number;
   /** Most capture slots any route needs. */
@@ -164,7 +183,13 @@ export class TrieBuilder {
     }
     this.maxCaptures = Math.max(this.maxCaptures, names.length);
     const entry: AnyEntry = { ...template, names, endsWithWildcard };
-    addEntry(endsWithWildcard ? node.wildcard : node.entries, entry);
+    if (endsWithWildcard) {
+      node.wildcardScopes ??= new Map();
+      addEntry(node.wildcard, node.wildcardScopes, entry);
+    } else {
+      node.entryScopes ??= new Map();
+      addEntry(node.entries, node.entryScopes, entry);
+    }
   }
 
   /** Orders everything so nothing depends on insertion order, and lays the trie out in typed arrays. */
@@ -173,26 +198,22 @@ export class TrieBuilder {
   }
 }
 
-function addEntry(list: AnyEntry[], entry: AnyEntry): void {
-  for (const existing of list) {
+function addEntry(list: AnyEntry[], scopes: Map<string, AnyEntry>, entry: AnyEntry): void {
+  const host = entry.hostLabel === null ? '' : `${entry.hostWildcard ? '*' : '='}${entry.hostLabel}`;
+  const keys = (entry.methods ?? ['*']).map((method) => `${host} ${method}`);
+  for (const key of keys) {
+    const existing = scopes.get(key);
+    if (existing === undefined) continue;
     if (existing.routeIndex === entry.routeIndex) return; // two optional-group alternatives of one route
-    if (overlaps(existing, entry)) {
-      throw new PatternError(
-        'HTTPMESH_PATTERN_CONFLICT',
-        `Pattern ${JSON.stringify(entry.pattern)} conflicts with ${JSON.stringify(existing.pattern)}: ` +
-          `for ${describeScope(entry, existing)} both match exactly the same requests`,
-        { pattern: entry.pattern, conflictsWith: existing.pattern },
-      );
-    }
+    throw new PatternError(
+      'HTTPMESH_PATTERN_CONFLICT',
+      `Pattern ${JSON.stringify(entry.pattern)} conflicts with ${JSON.stringify(existing.pattern)}: ` +
+        `for ${describeScope(entry, existing)} both match exactly the same requests`,
+      { pattern: entry.pattern, conflictsWith: existing.pattern },
+    );
   }
+  for (const key of keys) scopes.set(key, entry);
   list.push(entry);
-}
-
-function overlaps(a: AnyEntry, b: AnyEntry): boolean {
-  if (a.hostLabel !== b.hostLabel || a.hostWildcard !== b.hostWildcard) return false;
-  if (a.methods === null || b.methods === null) return a.methods === b.methods;
-  const other = b.methods;
-  return a.methods.some((m) => other.includes(m));
 }
 
 function describeScope(a: AnyEntry, b: AnyEntry): string {
@@ -234,9 +255,32 @@ function compileTrie(root: TrieNode, maxDepth: number, maxCaptures: number): Com
   const entryIds = new Map<AnyEntry, number>();
   const entries: AnyEntry[] = [];
   const entryList: number[] = [];
+  const hostIndexes: HostIndex[] = [];
+  /** Builds the host index for a sorted list that has host-scoped entries; returns its id or -1. */
+  const indexHosts = (sorted: readonly AnyEntry[]): number => {
+    if (!sorted.some((entry) => entry.hostLabel !== null)) return -1;
+    const exact = new Map<string, number[]>();
+    const wildcard = new Map<string, number[]>();
+    const anyHost: number[] = [];
+    for (const entry of sorted) {
+      const id = entryIds.get(entry) as number;
+      if (entry.hostLabel === null) {
+        anyHost.push(id);
+        continue;
+      }
+      const group = entry.hostWildcard ? wildcard : exact;
+      const ids = group.get(entry.hostLabel) ?? [];
+      ids.push(id);
+      group.set(entry.hostLabel, ids);
+    }
+    hostIndexes.push({ exact, wildcard, anyHost });
+    return hostIndexes.length - 1;
+  };
+  let lastSorted: AnyEntry[] = [];
   const addEntries = (list: AnyEntry[]): number => {
     const start = entryList.length;
-    for (const entry of [...list].sort(compareEntries)) {
+    lastSorted = sortEntries(list);
+    for (const entry of lastSorted) {
       let id = entryIds.get(entry);
       if (id === undefined) {
         id = entries.length;
@@ -261,8 +305,10 @@ function compileTrie(root: TrieNode, maxDepth: number, maxCaptures: number): Com
     nodes[base + N_PARAM] = node.param === null ? -1 : (ids.get(node.param) as number);
     nodes[base + N_ENTRY_START] = addEntries(node.entries);
     nodes[base + N_ENTRY_COUNT] = node.entries.length;
+    nodes[base + N_ENTRY_HOSTS] = indexHosts(lastSorted);
     nodes[base + N_WILD_START] = addEntries(node.wildcard);
     nodes[base + N_WILD_COUNT] = node.wildcard.length;
+    nodes[base + N_WILD_HOSTS] = indexHosts(lastSorted);
     const nodeComposites = sortedComposites.get(node) ?? [];
     nodes[base + N_COMP_START] = composites.length;
     nodes[base + N_COMP_COUNT] = nodeComposites.length;
@@ -295,10 +341,8 @@ function compileTrie(root: TrieNode, maxDepth: number, maxCaptures: number): Com
   });
 
   const entryMethodMask = new Int32Array(entries.length);
-  const entryHasHost = new Uint8Array(entries.length);
   entries.forEach((entry, id) => {
     entryMethodMask[id] = entry.methodMask;
-    entryHasHost[id] = entry.hostLabel === null ? 0 : 1;
   });
   return {
     nodes,
@@ -309,9 +353,9 @@ function compileTrie(root: TrieNode, maxDepth: number, maxCaptures: number): Com
     entryList: Int32Array.from(entryList),
     entries,
     entryMethodMask,
-    entryHasHost,
     composites,
     compositeChild: Int32Array.from(compositeChild),
+    hostIndexes,
     maxDepth,
     maxCaptures,
   };
@@ -347,21 +391,25 @@ function compareComposites(a: CompositeEdge, b: CompositeEdge): number {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
-function hostRank(e: AnyEntry): number {
-  return e.hostLabel === null ? 2 : e.hostWildcard ? 1 : 0;
-}
-
-/** Exact host > longer wildcard host > shorter wildcard host > any host; then listed methods > any method. */
-function compareEntries(a: AnyEntry, b: AnyEntry): number {
-  const rank = hostRank(a) - hostRank(b);
-  if (rank !== 0) return rank;
-  const aLen = a.hostLabel?.length ?? 0;
-  const bLen = b.hostLabel?.length ?? 0;
-  if (aLen !== bLen) return bLen - aLen;
-  const methodRank = (a.methods === null ? 1 : 0) - (b.methods === null ? 1 : 0);
-  if (methodRank !== 0) return methodRank;
-  const keyA = `${a.hostLabel ?? ''} ${a.methods?.join(',') ?? ''} ${a.pattern}`;
-  const keyB = `${b.hostLabel ?? ''} ${b.methods?.join(',') ?? ''} ${b.pattern}`;
-  if (keyA !== keyB) return keyA < keyB ? -1 : 1;
-  return a.routeIndex - b.routeIndex;
+/**
+ * Precedence order of routes sharing one pattern shape: exact host > longer wildcard host > shorter wildcard
+ * host > any host; then listed methods > any method; then a fixed textual order (never insertion order).
+ */
+function sortEntries(list: readonly AnyEntry[]): AnyEntry[] {
+  const keyed = list.map((entry) => {
+    const hostRank = entry.hostLabel === null ? 2 : entry.hostWildcard ? 1 : 0;
+    const hostLength = entry.hostLabel?.length ?? 0;
+    const methodRank = entry.methods === null ? 1 : 0;
+    const text = `${entry.hostLabel ?? ''} ${entry.methods?.join(',') ?? ''} ${entry.pattern}`;
+    return { entry, hostRank, hostLength, methodRank, text };
+  });
+  keyed.sort(
+    (a, b) =>
+      a.hostRank - b.hostRank ||
+      b.hostLength - a.hostLength ||
+      a.methodRank - b.methodRank ||
+      (a.text < b.text ? -1 : a.text > b.text ? 1 : 0) ||
+      a.entry.routeIndex - b.entry.routeIndex,
+  );
+  return keyed.map((k) => k.entry);
 }

@@ -204,6 +204,25 @@ describe('hosts', () => {
     expect(scoped.match('/a', 'GET', 'xa.test')).toBeNull();
   });
 
+  test('10,000 host-scoped routes of one shape: every host gets its own route', () => {
+    const routes: RouteSpec<number | string>[] = [];
+    for (let i = 0; i < 5000; i++) {
+      routes.push({ pattern: '/api/:x', host: `t${i}.example.com`, data: i });
+      routes.push({ pattern: '/api/:y', host: `*.t${i}.example.net`, methods: ['GET'], data: -i });
+    }
+    routes.push({ pattern: '/api/:z', data: 'fallback' });
+    const many = createMatcher(routes);
+    for (const i of [0, 1, 2500, 4999]) {
+      expect(many.match('/api/1', 'GET', `T${i}.Example.com:443`)?.data).toBe(i);
+      expect(many.match('/api/1', 'GET', `a.b.t${i}.example.net`)?.data).toBe(-i);
+      expect(many.match('/api/1', 'POST', `a.t${i}.example.net`)?.data).toBe('fallback');
+    }
+    expect(many.match('/api/1', 'GET', 't5000.example.com')?.data).toBe('fallback');
+    expect(() => createMatcher([...routes, { pattern: '/api/:w', host: 't77.example.com' }])).toThrow(
+      /conflicts with "\/api\/:x"/,
+    );
+  });
+
   test('omitting the host skips the check', () => {
     expect(m.match('/v6')?.data).toBe('ipv6');
     expect(m.match('/status')?.data).toBe('exact');
