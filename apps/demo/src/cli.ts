@@ -63,6 +63,7 @@ export async function runDemoCli(argv: readonly string[] = process.argv.slice(2)
       },
     });
     say(`logs: ${demo.children.map((c) => c.logFile).join(', ')}`);
+    say(`child pids: ${demo.pids.join(' ')}`);
     process.stdout.write(
       `\n  Dashboard: ${demo.dashboardUrl}\n  API:       ${demo.apiUrl}/api  (admin token: ${demo.adminToken})\n  Proxy:     http://${demo.proxy.host}:${demo.proxy.port}\n\n  Press Ctrl-C to stop.\n\n`,
     );

@@ -4,7 +4,7 @@ import { createWriteStream, existsSync, mkdirSync, rmSync, writeFileSync } from 
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CertificateAuthority } from '@httpmesh/mitm-core';
 import type { FallbackSidecarConfig } from './fallback-sidecar.js';
 import { startTrafficGenerator, type TrafficGenerator, type TrafficTarget } from './traffic.js';
@@ -36,6 +36,11 @@ export interface DemoOptions {
   onChildExit?: (name: string, code: number | null, signal: NodeJS.Signals | null) => void;
   /** Startup deadline per component. Default 30 000 ms. */
   startTimeoutMs?: number;
+  /**
+   * `sidecar: 'auto'` only: how long the built sidecar may take to get its first metrics to the control
+   * plane before the demo switches to the stand-in (a binary that does not upload snapshots). Default 15 000 ms.
+   */
+  metricsDeadlineMs?: number;
 }
 
 export interface DemoChild {
@@ -51,6 +56,8 @@ export interface RunningDemo {
   readonly adminToken: string;
   readonly proxy: { host: string; port: number };
   readonly children: readonly DemoChild[];
+  /** Every process the demo started, including a sidecar binary replaced by the stand-in. */
+  readonly pids: readonly number[];
   readonly upstreams: { shop: DemoUpstream; payments: HttpsDemoUpstream };
   readonly traffic: TrafficGenerator;
   /** Stops the traffic, SIGTERMs the children (SIGKILL after 10 s) and waits for them, closes the upstreams. */
@@ -119,10 +126,11 @@ function spawnNode(
   args: string[],
   env: Record<string, string>,
   logDir: string,
+  nodeArgs: string[] = [],
 ): Spawned {
   const logFile = join(logDir, `${name}.log`);
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(process.execPath, [script, ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
@@ -148,6 +156,16 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/** Number of pattern rows with requests in the last minute, as the control plane's metrics API reports. */
+export async function patternsWithTraffic(apiUrl: string, token: string): Promise<number> {
+  const res = await fetch(`${apiUrl}/api/metrics/patterns?window=1m`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: AbortSignal.timeout(2_000),
+  });
+  const body = (await res.json()) as { rows?: { requests: number; key: { route?: string | null } }[] };
+  return (body.rows ?? []).filter((r) => r.requests > 0 && r.key.route !== 'UNMATCHED').length;
 }
 
 async function api(base: string, token: string, method: string, path: string, body?: unknown) {
@@ -310,6 +328,11 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
     const proxy = { host: '127.0.0.1', port: await freePort() };
     const adminPort = await freePort();
     const sidecarCli = join(packageDir('@httpmesh/sidecar'), 'dist', 'cli.js');
+    // Intercept rules need DNS names; the sidecar resolves the demo's names through a preload (no root).
+    const hostsEnv = {
+      HTTPMESH_DEMO_HOSTS: JSON.stringify({ [shop.host]: '127.0.0.1', [payments.host]: '127.0.0.1' }),
+    };
+    const hostsPreload = ['--import', pathToFileURL(join(here, 'demo-hosts.js')).href];
     const startBinarySidecar = () =>
       spawnNode(
         'sidecar',
@@ -330,9 +353,12 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
           caDir,
           '--upstream-ca',
           paymentsCaFile,
+          '--rules-cache',
+          join(dataDir, 'sidecar', 'rules-last-good.bin'),
         ],
-        {},
+        hostsEnv,
         logDir,
+        hostsPreload,
       );
     const startFallbackSidecar = () => {
       const config: FallbackSidecarConfig = {
@@ -349,8 +375,9 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
         'sidecar',
         join(here, 'fallback-sidecar.js'),
         [],
-        { HTTPMESH_DEMO_SIDECAR: JSON.stringify(config) },
+        { HTTPMESH_DEMO_SIDECAR: JSON.stringify(config), ...hostsEnv },
         logDir,
+        hostsPreload,
       );
     };
     const sidecarReady = (s: Spawned) =>
@@ -377,13 +404,6 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
       spawned.push(sidecar);
       await sidecarReady(sidecar);
     }
-    children.push({
-      name: 'sidecar',
-      implementation: sidecarImpl,
-      process: sidecar.child,
-      logFile: sidecar.logFile,
-    });
-    watchExit('sidecar', sidecar);
     say(
       `sidecar (${sidecarImpl === 'binary' ? 'httpmesh-sidecar run --mode explicit' : 'in-package stand-in'}) proxy ${proxy.host}:${proxy.port}, admin 127.0.0.1:${adminPort}`,
     );
@@ -409,12 +429,40 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
       `traffic generator: ${options.ratePerSecond ?? 20} req/s through the sidecar (HTTP absolute-URI, HTTPS via CONNECT + interception)`,
     );
 
+    if (sidecarImpl === 'binary' && (options.sidecar ?? 'auto') === 'auto') {
+      const metricsSeen = await waitFor(
+        'sidecar metrics',
+        options.metricsDeadlineMs ?? 15_000,
+        async () => ((await patternsWithTraffic(apiUrl, adminToken)) > 0 ? true : undefined),
+        () =>
+          sidecar.exit === undefined ? undefined : `exited (${sidecar.exit.code ?? sidecar.exit.signal})`,
+      ).catch(() => false);
+      if (!metricsSeen) {
+        say(
+          'httpmesh-sidecar sent no metric snapshots to the control plane yet; switching to the in-package stand-in',
+        );
+        await stopChild(sidecar.child, 10_000);
+        sidecarImpl = 'fallback';
+        sidecar = startFallbackSidecar();
+        spawned.push(sidecar);
+        await sidecarReady(sidecar);
+      }
+    }
+    children.push({
+      name: 'sidecar',
+      implementation: sidecarImpl,
+      process: sidecar.child,
+      logFile: sidecar.logFile,
+    });
+    watchExit('sidecar', sidecar);
+
     return {
       dashboardUrl: `${apiUrl}/`,
       apiUrl,
       adminToken,
       proxy,
       children,
+      pids: spawned.flatMap((s) => (s.child.pid === undefined ? [] : [s.child.pid])),
       upstreams: { shop, payments },
       traffic,
       stop: stopAll,

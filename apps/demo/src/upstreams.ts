@@ -10,10 +10,10 @@ import { CertificateAuthority } from '@httpmesh/mitm-core';
 
 /** A running demo upstream. */
 export interface DemoUpstream {
-  /** Host name clients use (and the RouteSet host): `127.0.0.1` for the HTTP shop, `localhost` for payments. */
+  /** Host name clients use and the RouteSet host (`shop.demo.test`, `payments.demo.test`); served on 127.0.0.1. */
   readonly host: string;
   readonly port: number;
-  /** `http://127.0.0.1:PORT` or `https://localhost:PORT`. */
+  /** `http://shop.demo.test:PORT` or `https://payments.demo.test:PORT`. */
   readonly origin: string;
   /** The patterns this service answers, for RouteSets: `{ pattern, methods }`. */
   readonly routes: readonly DemoRoute[];
@@ -33,6 +33,8 @@ export interface HttpsDemoUpstream extends DemoUpstream {
 }
 
 export interface UpstreamOptions {
+  /** Host name of the service (it listens on 127.0.0.1 whatever the name; the demo resolves the name). */
+  host?: string;
   /** Listen port; 0 (default) picks a free one. */
   port?: number;
   /** Fraction of `/orders/:id` (shop) or `/payments/:id` (payments) requests answered 500. Default 0.04. */
@@ -162,15 +164,16 @@ const PAYMENTS_ENDPOINTS: readonly Endpoint[] = [
   })),
 ];
 
-/** The plain-HTTP "shop" service on 127.0.0.1: orders, carts, products. */
+/** The plain-HTTP "shop" service (on 127.0.0.1): orders, carts, products. */
 export async function startShopService(options: UpstreamOptions = {}): Promise<DemoUpstream> {
   const counter = { served: 0 };
   const server = createHttpServer(listener(SHOP_ENDPOINTS, options, counter));
   const port = await listen(server, options.port ?? 0);
+  const host = options.host ?? 'shop.demo.test';
   return {
-    host: '127.0.0.1',
+    host,
     port,
-    origin: `http://127.0.0.1:${port}`,
+    origin: `http://${host}:${port}`,
     routes: routesOf(SHOP_ENDPOINTS),
     get served() {
       return counter.served;
@@ -180,12 +183,13 @@ export async function startShopService(options: UpstreamOptions = {}): Promise<D
 }
 
 /**
- * The HTTPS "payments" service, with a certificate for `localhost` from its own CA (created here, in
+ * The HTTPS "payments" service, with a certificate for its host name from its own CA (created here, in
  * memory), so clients must be told to trust it, like a partner API with a private CA.
  */
 export async function startPaymentsService(options: UpstreamOptions = {}): Promise<HttpsDemoUpstream> {
   const ca = await CertificateAuthority.create({ commonName: 'httpmesh demo payments CA', validityDays: 30 });
-  const leaf = await ca.issueLeaf(['localhost']);
+  const host = options.host ?? 'payments.demo.test';
+  const leaf = await ca.issueLeaf([host]);
   const counter = { served: 0 };
   const server = createHttpsServer(
     { cert: leaf.chainPem, key: leaf.keyPem },
@@ -193,9 +197,9 @@ export async function startPaymentsService(options: UpstreamOptions = {}): Promi
   );
   const port = await listen(server, options.port ?? 0);
   return {
-    host: 'localhost',
+    host,
     port,
-    origin: `https://localhost:${port}`,
+    origin: `https://${host}:${port}`,
     routes: routesOf(PAYMENTS_ENDPOINTS),
     caPem: ca.certPem,
     get served() {
