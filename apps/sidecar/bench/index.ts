@@ -466,6 +466,11 @@ try {
   for (const name of ONLY) {
     const make = kinds[name];
     if (make === undefined) throw new Error(`BENCH_ONLY: unknown ${name}`);
+    const tool = name === 'nginx' ? ['nginx', '-v'] : name === 'mitmproxy' ? ['mitmdump', '--version'] : null;
+    if (tool !== null && spawnSync(tool[0] as string, tool.slice(1)).status !== 0) {
+      console.log(`${name}: not installed, skipped (apt-get install -y ${name})`);
+      continue;
+    }
     const kind = await make();
     try {
       rows.push(await measure('HTTP max', kind.http, undefined));
