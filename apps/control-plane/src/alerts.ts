@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { ViewKey } from '@httpmesh/metrics';
-import type { WindowedMetrics } from './metrics-window.js';
+import type { ViewKey, WindowedAggregator } from '@httpmesh/metrics';
 import type { AlertRuleSpec } from './rules.js';
 
 export type AlertState = 'inactive' | 'pending' | 'firing';
@@ -38,7 +37,7 @@ export interface WebhookOptions {
 }
 
 export interface AlertEngineOptions {
-  metrics: WindowedMetrics;
+  metrics: WindowedAggregator;
   webhook?: WebhookOptions;
   /** Evaluation period of the built-in timer. Default 5 000 ms. */
   intervalMs?: number;

@@ -1,14 +1,18 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { ViewDimension, ViewKey } from '@httpmesh/metrics';
+import {
+  meshPrometheusText,
+  PROMETHEUS_CONTENT_TYPE,
+  parseWindowDuration,
+  WindowParameterError,
+} from '@httpmesh/metrics';
+import type { ViewDimension, ViewKey, WindowedAggregator } from '@httpmesh/metrics';
 import type { RuleSyncServer } from '@httpmesh/rule-sync';
 import type { AlertEngine } from './alerts.js';
 import { createDashboardHandler } from './dashboard-assets.js';
 import { ControlPlaneError, RevisionConflictError, RuleValidationError } from './errors.js';
 import type { ValidationIssue } from './errors.js';
-import { meshPrometheusText, PROMETHEUS_TEXT_TYPE } from './metrics-window.js';
-import type { WindowedMetrics } from './metrics-window.js';
 import type { ControlPlanePki } from './pki.js';
 import { compileRule, isRuleKind } from './rules.js';
 import type { JsonObject, RuleKind } from './rules.js';
@@ -17,7 +21,7 @@ import type { Store } from './store/types.js';
 export interface ApiOptions {
   store: Store;
   ruleSync: RuleSyncServer;
-  metrics: WindowedMetrics;
+  metrics: WindowedAggregator;
   alerts: AlertEngine;
   pki: ControlPlanePki | undefined;
   adminToken: string;
@@ -42,21 +46,17 @@ class HttpError extends ControlPlaneError {
   }
 }
 
-const MAX_WINDOW_MS = 3_600_000;
-
-/** Parses `30s`, `5m`, `1h` or plain seconds. */
-function parseWindow(value: string | null): number {
-  if (value === null || value === '') return 60_000;
-  const match = /^(\d+)(s|m|h)?$/.exec(value);
-  const amount = match === null ? Number.NaN : Number(match[1]);
-  const unit = match?.[2] === 'h' ? 3_600_000 : match?.[2] === 'm' ? 60_000 : 1_000;
-  const ms = amount * unit;
-  if (!(ms >= 1_000 && ms <= MAX_WINDOW_MS)) {
-    throw new HttpError(400, 'HTTPMESH_CP_BAD_REQUEST', 'window must be 1s to 1h, e.g. "30s", "5m", "1h"', [
-      { field: 'window', reason: 'must be 1s to 1h, e.g. "30s", "5m", "1h"' },
+/** The `window` query parameter (`30s`, `5m`, `1h` or plain seconds; default 1 minute) as a 400 when malformed. */
+function parseWindow(value: string | null, maxMs: number): number {
+  if (value === null || value === '') return Math.min(60_000, maxMs);
+  try {
+    return parseWindowDuration(value, maxMs);
+  } catch (err) {
+    if (!(err instanceof WindowParameterError)) throw err;
+    throw new HttpError(400, 'HTTPMESH_CP_BAD_REQUEST', err.message, [
+      { field: 'window', reason: `${err.code}: ${err.message}` },
     ]);
   }
-  return ms;
 }
 
 function sameSecret(given: string, expected: string): boolean {
@@ -192,7 +192,10 @@ export function createApiServer(options: ApiOptions): Server {
 
     if (url.pathname === '/metrics' && method === 'GET') {
       const text = meshPrometheusText(metrics.total);
-      res.writeHead(200, { 'content-type': PROMETHEUS_TEXT_TYPE, 'content-length': Buffer.byteLength(text) });
+      res.writeHead(200, {
+        'content-type': PROMETHEUS_CONTENT_TYPE,
+        'content-length': Buffer.byteLength(text),
+      });
       res.end(text);
       return;
     }
@@ -346,10 +349,14 @@ export function createApiServer(options: ApiOptions): Server {
 
     // --- metrics & alerts ----------------------------------------------------------------------
     if (parts[1] === 'metrics' && parts.length === 3 && method === 'GET') {
-      const windowMs = parseWindow(url.searchParams.get('window'));
+      const windowMs = parseWindow(url.searchParams.get('window'), metrics.maxWindowMs);
       const filter = filterOf(url);
       if (parts[2] === 'timeseries')
-        return send(res, 200, { windowMs, slotMs: metrics.slotMs, points: metrics.points(windowMs, filter) });
+        return send(res, 200, {
+          windowMs,
+          slotMs: metrics.slotMs,
+          points: metrics.timeseries(windowMs, filter),
+        });
       const dimensions = METRIC_VIEWS[parts[2] ?? ''];
       if (dimensions === undefined)
         throw new HttpError(

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { WindowedAggregator } from '@httpmesh/metrics';
 import { createRuleSyncServer, METRICS_SNAPSHOT_CONTENT_TYPE } from '@httpmesh/rule-sync';
 import type { RuleSyncLogger, RuleSyncServer, RuleSyncServerTls } from '@httpmesh/rule-sync';
 import { AlertEngine } from './alerts.js';
 import type { WebhookOptions } from './alerts.js';
 import { createApiServer } from './api.js';
 import { RuleDistributor } from './distributor.js';
-import { WindowedMetrics } from './metrics-window.js';
 import type { ControlPlanePki } from './pki.js';
 import type { Store } from './store/types.js';
 
@@ -56,7 +56,7 @@ const quietLogger: RuleSyncLogger = { info: () => undefined, warn: () => undefin
 export class ControlPlane {
   readonly store: Store;
   readonly ruleSync: RuleSyncServer;
-  readonly metrics: WindowedMetrics;
+  readonly metrics: WindowedAggregator;
   readonly alerts: AlertEngine;
   readonly distributor: RuleDistributor;
   readonly adminToken: string;
@@ -87,7 +87,7 @@ export class ControlPlane {
     this.logger = options.logger ?? quietLogger;
     this.generatedAdminToken = options.adminToken === undefined;
     this.adminToken = options.adminToken ?? randomBytes(24).toString('base64url');
-    this.metrics = new WindowedMetrics(
+    this.metrics = new WindowedAggregator(
       options.metricsSlotMs === undefined ? {} : { slotMs: options.metricsSlotMs },
     );
     this.alerts = new AlertEngine({

@@ -45,8 +45,6 @@ export type { ApiOptions } from './api.js';
 export { ControlPlane } from './control-plane.js';
 export type { ControlPlaneAddresses, ControlPlaneOptions } from './control-plane.js';
 export { RuleDistributor } from './distributor.js';
-export { meshPrometheusText, PROMETHEUS_TEXT_TYPE, WindowedMetrics } from './metrics-window.js';
-export type { SeriesPoint, WindowedMetricsOptions, WindowRow } from './metrics-window.js';
 export { ControlPlanePki } from './pki.js';
 export type { InterceptionIntermediate, SidecarBundle } from './pki.js';
 export { DEFAULTS as SERVE_DEFAULTS, resolveServeConfig } from './config.js';

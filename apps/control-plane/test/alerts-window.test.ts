@@ -1,7 +1,8 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, test } from 'vitest';
-import { AlertEngine, compileRule, WindowedMetrics } from '../src/index.js';
+import { WindowedAggregator } from '@httpmesh/metrics';
+import { AlertEngine, compileRule } from '../src/index.js';
 import type { AlertNotification, AlertRuleSpec } from '../src/index.js';
 import { ordersSnapshot } from './harness.js';
 
@@ -11,10 +12,10 @@ function alertSpec(spec: object): AlertRuleSpec {
   return compiled.alert;
 }
 
-describe('WindowedMetrics', () => {
+describe('WindowedAggregator as the control plane feeds it', () => {
   test('a window only covers the slots inside it; totals keep everything', () => {
     let now = 1_000_000;
-    const metrics = new WindowedMetrics({ slotMs: 10_000, clock: () => now });
+    const metrics = new WindowedAggregator({ slotMs: 10_000, clock: () => now });
     metrics.ingest(ordersSnapshot('payments', 10, 0));
     now += 30_000;
     metrics.ingest(ordersSnapshot('payments', 5, 5));
@@ -23,11 +24,11 @@ describe('WindowedMetrics', () => {
     expect(last20s[0]?.rate).toBeCloseTo(10 / 20);
     expect(metrics.query(['service'], 60_000)[0]).toMatchObject({ requests: 20, errors: 5 });
     expect(metrics.total.view(['service'])[0]?.requests).toBe(20);
-    expect(metrics.points(60_000).map((p) => p.requests)).toEqual([10, 10]);
+    expect(metrics.timeseries(60_000).map((p) => p.requests)).toEqual([10, 10]);
   });
 
   test('a malformed snapshot is rejected whole and counted', () => {
-    const metrics = new WindowedMetrics();
+    const metrics = new WindowedAggregator();
     expect(() => metrics.ingest({ version: 2 })).toThrow(
       expect.objectContaining({ code: 'HTTPMESH_METRICS_SNAPSHOT_INVALID' }),
     );
@@ -41,7 +42,7 @@ describe('AlertEngine', () => {
   test('pending until the condition held forSeconds, then firing; p99 threshold; resolve', () => {
     let now = 5_000_000;
     const clock = (): number => now;
-    const metrics = new WindowedMetrics({ slotMs: 10_000, clock });
+    const metrics = new WindowedAggregator({ slotMs: 10_000, clock });
     const engine = new AlertEngine({ metrics, clock });
     const events: AlertNotification[] = [];
     engine.on('firing', (n) => events.push(n));
@@ -95,7 +96,7 @@ describe('AlertEngine', () => {
       res.writeHead(500).end();
     });
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
-    const metrics = new WindowedMetrics();
+    const metrics = new WindowedAggregator();
     const engine = new AlertEngine({
       metrics,
       webhook: {

@@ -278,6 +278,39 @@ export class MeshAggregator {
    */
   ingest(input: unknown): void {
     const snapshot = validateSnapshot(input);
+    this.#checkBounds(snapshot);
+    // validateSnapshot returned fresh copies, so they can be kept without copying again.
+    for (const s of snapshot.series) this.#add(snapshot.service, s, false);
+    this.#snapshots++;
+  }
+
+  /**
+   * Merges a snapshot already checked by `validateSnapshot` (so one untrusted document can feed several
+   * aggregators after a single validation). Only the bounds are checked; series are copied, never shared.
+   * @throws SnapshotBoundsError
+   */
+  ingestValidated(snapshot: MetricsSnapshot): void {
+    this.#checkBounds(snapshot);
+    for (const s of snapshot.series) this.#add(snapshot.service, s, true);
+    this.#snapshots++;
+  }
+
+  /**
+   * Adds every series of `other` into this aggregator, series by series (no snapshot round trip).
+   * `other` is left unchanged. @throws SnapshotBoundsError when the bucket bounds differ.
+   */
+  merge(other: MeshAggregator): void {
+    if (
+      !sameBounds(other.durationBounds, this.durationBounds) ||
+      !sameBounds(other.bodySizeBounds, this.bodySizeBounds)
+    ) {
+      throw new SnapshotBoundsError('cannot merge aggregators whose bucket bounds differ');
+    }
+    for (const { service, series } of other.#series.values()) this.#add(service, series, true);
+    this.#snapshots += other.#snapshots;
+  }
+
+  #checkBounds(snapshot: MetricsSnapshot): void {
     if (!sameBounds(snapshot.durationBounds, this.durationBounds)) {
       throw new SnapshotBoundsError(
         `snapshot from ${snapshot.producer}: duration bounds differ from the aggregator's`,
@@ -288,48 +321,121 @@ export class MeshAggregator {
         `snapshot from ${snapshot.producer}: body-size bounds differ from the aggregator's`,
       );
     }
-    for (const s of snapshot.series) {
-      let key = seriesKey(snapshot.service, s);
-      let existing = this.#series.get(key);
-      if (existing === undefined && this.#series.size >= this.maxSeries && !s.overflow) {
-        // Over the limit: fold this label set into the (service, direction) overflow series.
-        const folded: SnapshotSeries = {
-          ...s,
-          overflow: true,
-          method: null,
-          route: null,
-          host: null,
-          statusCode: null,
-          errorType: null,
-          sourceService: null,
-        };
-        key = seriesKey(snapshot.service, folded);
-        existing = this.#series.get(key);
-        if (existing === undefined) {
-          this.#series.set(key, { service: snapshot.service, series: folded });
-          continue;
-        }
-      }
+  }
+
+  /** Adds one series; `copy` when the caller keeps (or shares) the object. */
+  #add(service: string, s: SnapshotSeries, copy: boolean): void {
+    let key = seriesKey(service, s);
+    let existing = this.#series.get(key);
+    if (existing === undefined && this.#series.size >= this.maxSeries && !s.overflow) {
+      // Over the limit: fold this label set into the (service, direction) overflow series.
+      const folded: SnapshotSeries = {
+        ...copySeries(s),
+        overflow: true,
+        method: null,
+        route: null,
+        host: null,
+        statusCode: null,
+        errorType: null,
+        sourceService: null,
+      };
+      key = seriesKey(service, folded);
+      existing = this.#series.get(key);
       if (existing === undefined) {
-        this.#series.set(key, { service: snapshot.service, series: s });
-        continue;
+        this.#series.set(key, { service, series: folded });
+        return;
       }
-      addInto(existing.series.duration, s.duration);
-      addInto(existing.series.requestBodySize, s.requestBodySize);
-      addInto(existing.series.responseBodySize, s.responseBodySize);
     }
-    this.#snapshots++;
+    if (existing === undefined) {
+      this.#series.set(key, { service, series: copy ? copySeries(s) : s });
+      return;
+    }
+    addInto(existing.series.duration, s.duration);
+    addInto(existing.series.requestBodySize, s.requestBodySize);
+    addInto(existing.series.responseBodySize, s.responseBodySize);
+  }
+
+  /**
+   * One grouped view over several aggregators at once, as if they had been merged, without building the
+   * merged aggregator (what a window query over time slots needs). All must share bucket bounds.
+   * @throws MetricsOptionsError for an empty list, differing bounds or an unknown dimension
+   */
+  static combinedView(
+    sources: readonly MeshAggregator[],
+    dimensions: readonly ViewDimension[],
+    filter?: ViewKey,
+  ): ViewRow[] {
+    const first = sources[0];
+    if (first === undefined) throw new MetricsOptionsError('combinedView needs at least one aggregator');
+    for (const source of sources) {
+      if (
+        !sameBounds(source.durationBounds, first.durationBounds) ||
+        !sameBounds(source.bodySizeBounds, first.bodySizeBounds)
+      ) {
+        throw new MetricsOptionsError('combinedView: aggregators have different bucket bounds');
+      }
+    }
+    return groupRows(
+      sources.map((source) => source.#series.values()),
+      dimensions,
+      filter,
+      first.durationBounds,
+      first.bodySizeBounds,
+    );
   }
 
   /** Groups all merged series by `dimensions`; rows sorted by request count, descending. */
   view(dimensions: readonly ViewDimension[], filter?: ViewKey): ViewRow[] {
-    for (const d of dimensions) {
-      if (!ALL_DIMENSIONS.includes(d)) throw new MetricsOptionsError(`unknown view dimension "${String(d)}"`);
-    }
-    const rows = new Map<string, ViewRow>();
-    const nd = this.durationBounds.length;
-    const nb = this.bodySizeBounds.length;
-    for (const { service, series } of this.#series.values()) {
+    return groupRows([this.#series.values()], dimensions, filter, this.durationBounds, this.bodySizeBounds);
+  }
+
+  byService(): ViewRow[] {
+    return this.view(['service', 'direction']);
+  }
+
+  byHost(): ViewRow[] {
+    return this.view(['host', 'direction']);
+  }
+
+  /** The per-endpoint view: host + method + pattern. */
+  byPattern(): ViewRow[] {
+    return this.view(['host', 'method', 'route', 'direction']);
+  }
+}
+
+function copySeries(s: SnapshotSeries): SnapshotSeries {
+  return {
+    ...s,
+    duration: { count: s.duration.count, sum: s.duration.sum, buckets: s.duration.buckets.slice() },
+    requestBodySize: {
+      count: s.requestBodySize.count,
+      sum: s.requestBodySize.sum,
+      buckets: s.requestBodySize.buckets.slice(),
+    },
+    responseBodySize: {
+      count: s.responseBodySize.count,
+      sum: s.responseBodySize.sum,
+      buckets: s.responseBodySize.buckets.slice(),
+    },
+  };
+}
+
+function groupRows(
+  sources: readonly Iterable<AggregateSeries>[],
+  dimensions: readonly ViewDimension[],
+  filter: ViewKey | undefined,
+  durationBounds: readonly number[],
+  bodySizeBounds: readonly number[],
+): ViewRow[] {
+  for (const d of dimensions) {
+    if (!ALL_DIMENSIONS.includes(d)) throw new MetricsOptionsError(`unknown view dimension "${String(d)}"`);
+  }
+  const filterEntries = filter === undefined ? [] : (Object.entries(filter) as [ViewDimension, unknown][]);
+  const rows = new Map<string, ViewRow>();
+  const nd = durationBounds.length;
+  const nb = bodySizeBounds.length;
+  for (const source of sources) {
+    for (const { service, series } of source) {
       const full: Record<ViewDimension, string | number | null> = {
         service,
         direction: series.direction,
@@ -340,18 +446,19 @@ export class MeshAggregator {
         errorType: series.errorType,
         sourceService: series.sourceService,
       };
-      if (filter !== undefined) {
-        let keep = true;
-        for (const [k, v] of Object.entries(filter)) {
-          if (full[k as ViewDimension] !== v) keep = false;
+      let keep = true;
+      for (const [k, v] of filterEntries) {
+        if (full[k] !== v) {
+          keep = false;
+          break;
         }
-        if (!keep) continue;
       }
-      const key: ViewKey = {};
-      for (const d of dimensions) key[d] = full[d];
+      if (!keep) continue;
       const id = JSON.stringify(dimensions.map((d) => full[d]));
       let row = rows.get(id);
       if (row === undefined) {
+        const key: ViewKey = {};
+        for (const d of dimensions) key[d] = full[d];
         row = {
           key,
           requests: 0,
@@ -371,29 +478,16 @@ export class MeshAggregator {
       addInto(row.requestBodySize, series.requestBodySize);
       addInto(row.responseBodySize, series.responseBodySize);
     }
-    const out: ViewRow[] = [];
-    for (const row of rows.values()) {
-      summarise(row.duration, this.durationBounds);
-      summarise(row.requestBodySize, this.bodySizeBounds);
-      summarise(row.responseBodySize, this.bodySizeBounds);
-      out.push(row);
-    }
-    out.sort((a, b) => b.requests - a.requests);
-    return out;
   }
-
-  byService(): ViewRow[] {
-    return this.view(['service', 'direction']);
+  const out: ViewRow[] = [];
+  for (const row of rows.values()) {
+    summarise(row.duration, durationBounds);
+    summarise(row.requestBodySize, bodySizeBounds);
+    summarise(row.responseBodySize, bodySizeBounds);
+    out.push(row);
   }
-
-  byHost(): ViewRow[] {
-    return this.view(['host', 'direction']);
-  }
-
-  /** The per-endpoint view: host + method + pattern. */
-  byPattern(): ViewRow[] {
-    return this.view(['host', 'method', 'route', 'direction']);
-  }
+  out.sort((a, b) => b.requests - a.requests);
+  return out;
 }
 
 function summarise(h: HistogramSummary, bounds: readonly number[]): void {

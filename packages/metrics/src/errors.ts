@@ -47,3 +47,15 @@ export class MetricsOptionsError extends Error {
   override readonly name = 'MetricsOptionsError';
   readonly code = 'HTTPMESH_METRICS_OPTIONS_INVALID';
 }
+
+/** A time-window parameter (a window length such as `"5m"`, or a window in ms) is malformed or out of range. */
+export class WindowParameterError extends Error {
+  override readonly name = 'WindowParameterError';
+  readonly code = 'HTTPMESH_METRICS_WINDOW_INVALID';
+  /** Which parameter was rejected, e.g. `window` or `windowMs`. */
+  readonly parameter: string;
+  constructor(parameter: string, message: string) {
+    super(`${parameter}: ${message}`);
+    this.parameter = parameter;
+  }
+}

@@ -12,6 +12,7 @@ export {
   RouteSetError,
   SnapshotBoundsError,
   SnapshotError,
+  WindowParameterError,
 } from './errors.js';
 export { PROMETHEUS_CONTENT_TYPE, createOtlpExport, createPrometheusEndpoint } from './exporters.js';
 export type {
@@ -20,6 +21,7 @@ export type {
   PrometheusEndpoint,
   PrometheusEndpointOptions,
 } from './exporters.js';
+export { meshPrometheusText } from './mesh-prometheus.js';
 export { MeshMetrics } from './mesh-metrics.js';
 export type {
   ActiveRequestHandle,
@@ -45,3 +47,5 @@ export {
 } from './semconv.js';
 export type { Direction, InstrumentNames } from './semconv.js';
 export type { HistogramDelta, MetricsSnapshot, SnapshotSeries } from './snapshot.js';
+export { WindowedAggregator, parseWindowDuration } from './windowed.js';
+export type { SeriesPoint, WindowRow, WindowedAggregatorOptions } from './windowed.js';
