@@ -4,6 +4,8 @@
  * plus build time for 10,000 routes. Run: `npm run bench -w @httpmesh/url-matcher`.
  * BENCH_MS=<ms per contender and set> shortens or lengthens the run (default 1500).
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import FindMyWay from 'find-my-way';
 import type { HTTPMethod } from 'find-my-way';
 import { match as ptrMatch } from 'path-to-regexp';
@@ -95,18 +97,13 @@ function runner(name: string, lookup: Lookup, requests: ReadonlyArray<[string, s
   };
 }
 
-/**
- * Interleaved rounds (so load from other work on the machine hits every contender alike), ops per CPU second,
- * best round of each. The first round only warms up (JIT, inline caches).
- */
-function measureAll(runners: readonly Runner[]): number[] {
+/** Ops per CPU second: a warm-up round, then the best of 5 rounds. */
+function measure(r: Runner): number {
   const rounds = 6;
-  const best = runners.map(() => 0);
+  let best = 0;
   for (let round = 0; round < rounds; round++) {
-    runners.forEach((r, i) => {
-      const { ops, cpu } = r.run(MEASURE_MS / (rounds - 1));
-      if (round > 0 && cpu > 0) best[i] = Math.max(best[i] as number, (ops / cpu) * 1000);
-    });
+    const { ops, cpu } = r.run(MEASURE_MS / (rounds - 1));
+    if (round > 0 && cpu > 0) best = Math.max(best, (ops / cpu) * 1000);
   }
   return best;
 }
@@ -151,44 +148,77 @@ function fmt(opsPerSecond: number): string {
   return `${Math.round(opsPerSecond).toLocaleString('en-US')}`.padStart(12);
 }
 
-const sets: Array<[name: string, lines: string[], traffic: 'uniform' | 'zipf']> = [
-  ['github', [...githubRoutes], 'uniform'],
-  ['synthetic-100', syntheticRoutes(100), 'uniform'],
-  ['synthetic-10000', syntheticRoutes(10_000), 'uniform'],
-  ['synthetic-100', syntheticRoutes(100), 'zipf'],
-  ['synthetic-10000', syntheticRoutes(10_000), 'zipf'],
+type Contender = 'url-matcher' | 'find-my-way' | 'linear';
+const CONTENDERS: readonly Contender[] = ['url-matcher', 'find-my-way', 'linear'];
+const sets: Array<[name: string, lines: () => string[], traffic: 'uniform' | 'zipf']> = [
+  ['github', () => [...githubRoutes], 'uniform'],
+  ['synthetic-100', () => syntheticRoutes(100), 'uniform'],
+  ['synthetic-10000', () => syntheticRoutes(10_000), 'uniform'],
+  ['synthetic-100', () => syntheticRoutes(100), 'zipf'],
+  ['synthetic-10000', () => syntheticRoutes(10_000), 'zipf'],
 ];
 
+function requestsFor(lines: readonly string[], traffic: 'uniform' | 'zipf'): Array<[string, string]> {
+  const all = samplePaths(lines);
+  return traffic === 'uniform' ? all : zipfRequests(all, 10_000, 5);
+}
+
+const build: Record<Contender, (lines: readonly string[]) => Lookup> = {
+  'url-matcher': buildOurs,
+  'find-my-way': buildFindMyWay,
+  linear: buildLinear,
+};
+
+// Each (set, contender) is timed in a fresh process, so no contender runs on JIT state shaped by another.
+if (process.argv[2] === 'measure') {
+  const [name, lines, traffic] = sets[Number(process.argv[3])] as (typeof sets)[number];
+  const contender = process.argv[4] as Contender;
+  const routeLines = lines();
+  console.log(
+    measure(runner(`${name} ${contender}`, build[contender](routeLines), requestsFor(routeLines, traffic))),
+  );
+  process.exit(0);
+}
+
+function measureInChild(setIndex: number, contender: Contender): number {
+  const child = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(import.meta.url), 'measure', String(setIndex), contender],
+    { encoding: 'utf8', env: process.env },
+  );
+  const ops = Number(child.stdout.trim());
+  if (child.status !== 0 || !(ops > 0)) throw new Error(`measuring ${contender} failed: ${child.stderr}`);
+  return ops;
+}
+
 console.log(
-  `node ${process.version}; lookups per CPU second (higher is better), best of 5 interleaved rounds of ` +
-    `${Math.round(MEASURE_MS / 5)} ms; uniform = every route's sample request in turn, zipf = 10,000 requests ` +
-    'drawn with P(rank r) ~ 1/r\n',
+  `node ${process.version}; lookups per CPU second (higher is better), best of 5 rounds of ` +
+    `${Math.round(MEASURE_MS / 5)} ms, each contender in its own process; uniform = every route's sample ` +
+    'request in turn, zipf = 10,000 requests drawn with P(rank r) ~ 1/r\n',
 );
 console.log(
   `${'set'.padEnd(16)}${'traffic'.padEnd(9)}${'routes'.padStart(7)}${'url-matcher'.padStart(13)}` +
     `${'find-my-way'.padStart(13)}${'linear p2r'.padStart(13)}${'vs fmw'.padStart(9)}${'vs linear'.padStart(11)}`,
 );
 const nsPerOp = new Map<string, number>();
-for (const [name, lines, traffic] of sets) {
-  const all = samplePaths(lines);
-  const requests = traffic === 'uniform' ? all : zipfRequests(all, 10_000, 5);
-  const ours = buildOurs(lines);
-  const fmw = buildFindMyWay(lines);
-  const linear = buildLinear(lines);
-  agree(ours, fmw, requests, 'url-matcher and find-my-way');
-  agree(ours, linear, requests.slice(0, 300), 'url-matcher and the linear scan');
-  const [oursOps, fmwOps, linearOps] = measureAll([
-    runner('url-matcher', ours, requests),
-    runner('find-my-way', fmw, requests),
-    runner('linear', linear, requests),
-  ]) as [number, number, number];
+sets.forEach(([name, lines, traffic], setIndex) => {
+  const routeLines = lines();
+  const requests = requestsFor(routeLines, traffic);
+  const ours = buildOurs(routeLines);
+  agree(ours, buildFindMyWay(routeLines), requests, 'url-matcher and find-my-way');
+  agree(ours, buildLinear(routeLines), requests.slice(0, 300), 'url-matcher and the linear scan');
+  const [oursOps, fmwOps, linearOps] = CONTENDERS.map((c) => measureInChild(setIndex, c)) as [
+    number,
+    number,
+    number,
+  ];
   nsPerOp.set(`${name} ${traffic}`, 1e9 / oursOps);
   console.log(
-    `${name.padEnd(16)}${traffic.padEnd(9)}${String(lines.length).padStart(7)}${fmt(oursOps).padStart(13)}` +
+    `${name.padEnd(16)}${traffic.padEnd(9)}${String(routeLines.length).padStart(7)}${fmt(oursOps).padStart(13)}` +
       `${fmt(fmwOps).padStart(13)}${fmt(linearOps).padStart(13)}${`${(oursOps / fmwOps).toFixed(2)}x`.padStart(9)}` +
       `${`${(oursOps / linearOps).toFixed(0)}x`.padStart(11)}`,
   );
-}
+});
 console.log('');
 for (const traffic of ['uniform', 'zipf']) {
   const small = nsPerOp.get(`synthetic-100 ${traffic}`) as number;
