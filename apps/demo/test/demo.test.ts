@@ -1,0 +1,128 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, test } from 'vitest';
+
+const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `check` until it returns a value or the deadline passes (bounded; no fixed sleeps). */
+async function until<T>(
+  what: string,
+  deadlineMs: number,
+  check: () => Promise<T | undefined> | T | undefined,
+): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const value = await Promise.resolve(check()).catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > end) throw new Error(`${what}: not within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+interface PatternRow {
+  key: { service: string; host: string; method: string; route: string };
+  requests: number;
+  rate: number;
+  p50: number | null;
+}
+
+describe('npm start demo (apps/demo/dist/bin.js)', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'httpmesh-demo-'));
+  let demo: ChildProcess | undefined;
+  afterAll(() => {
+    if (demo !== undefined && demo.exitCode === null) demo.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('runs the whole mesh, the control plane shows per-pattern metrics, SIGINT stops every child', async () => {
+    demo = spawn(process.execPath, [bin, '--http-port', '0', '--rate', '30', '--data-dir', dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    demo.stdout?.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+    });
+    demo.stderr?.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+    });
+    const exited = new Promise<number | null>((resolve) => demo?.once('exit', (code) => resolve(code)));
+
+    const dashboard = await until('dashboard URL printed', 90_000, () => {
+      if (demo?.exitCode !== null) throw new Error(`demo exited early:\n${out}`);
+      return /Dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1];
+    });
+    const token = /admin token: ([\w-]+)/.exec(out)?.[1] ?? '';
+    const pids = (/child pids: ([\d ]+)/.exec(out)?.[1] ?? '').trim().split(' ').map(Number);
+    expect(pids.length).toBeGreaterThanOrEqual(2);
+    // The control plane is the first process, the serving sidecar the last (a replaced binary is in between).
+    expect(alive(pids[0] ?? 0)).toBe(true);
+    expect(alive(pids[pids.length - 1] ?? 0)).toBe(true);
+
+    // The page itself is served by the control plane.
+    const page = await fetch(dashboard);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('httpmesh dashboard');
+
+    const wanted = [
+      'shop.demo.test GET /orders/:id',
+      'shop.demo.test GET /users/:id/cart',
+      'payments.demo.test GET /payments/:id',
+      'payments.demo.test POST /payments',
+    ];
+    const rows = await until('demo patterns with non-zero rates', 60_000, async () => {
+      const res = await fetch(`${dashboard}api/metrics/patterns?window=1m`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const body = (await res.json()) as { rows: PatternRow[] };
+      const seen = new Map(body.rows.map((r) => [`${r.key.host} ${r.key.method} ${r.key.route}`, r]));
+      return wanted.every((w) => (seen.get(w)?.rate ?? 0) > 0) ? seen : undefined;
+    });
+    for (const w of wanted) {
+      const row = rows.get(w);
+      expect(row?.key.service).toBe('storefront');
+      expect(row?.requests).toBeGreaterThan(0);
+      expect(row?.p50).toBeGreaterThan(0);
+    }
+    // Raw ids never become pattern rows.
+    for (const key of rows.keys()) expect(key).not.toMatch(/\/\d+/);
+
+    const sidecars = (await (await fetch(`${dashboard}api/sidecars`)).json()) as {
+      sidecars: { service: string; types: { ackedVersion: string | null; nackedVersion: string | null }[] }[];
+    };
+    expect(sidecars.sidecars.map((s) => s.service)).toEqual(['storefront']);
+    for (const t of sidecars.sidecars[0]?.types ?? []) {
+      expect(t.ackedVersion).toBeTruthy();
+      expect(t.nackedVersion).toBeNull();
+    }
+
+    demo.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(out).toMatch(/stopped; \d+ requests answered/);
+    for (const pid of pids) expect(alive(pid), `child ${pid} still running`).toBe(false);
+  });
+
+  test('rejects malformed arguments with exit code 2 and usage', async () => {
+    for (const args of [['--rate', 'lots'], ['--http-port', '70000'], ['--bogus'], ['--rate', '0']]) {
+      const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      child.stderr?.on('data', (c: Buffer) => {
+        err += c.toString('utf8');
+      });
+      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+      expect(code, args.join(' ')).toBe(2);
+      expect(err).toContain('Usage: npm start');
+    }
+  });
+});
