@@ -85,12 +85,16 @@ async function initNet(o: SidecarOptions, log: Logger, io: CliIo): Promise<numbe
     io.stdout.write(`${JSON.stringify(await capture.status())}\n`);
     return 0;
   }
-  // The intercept file (written by `run`) is the freshest source; the rules file seeds a first install.
-  const published = await readInterceptFile(o.interceptFile).catch((e: Error) => {
-    log.warn({ event: 'intercept-file.rejected', err: e.message }, 'intercept file ignored');
-    return null;
-  });
-  const rules = published ?? (o.rules === undefined ? null : await loadRulesFile(o.rules));
+  // --rules wins (it is what the operator named); without it, what the proxy last published.
+  const fromFile = o.rules === undefined ? null : await loadRulesFile(o.rules);
+  const published =
+    fromFile !== null
+      ? null
+      : await readInterceptFile(o.interceptFile).catch((e: Error) => {
+          log.warn({ event: 'intercept-file.rejected', err: e.message }, 'intercept file ignored');
+          return null;
+        });
+  const rules = fromFile ?? published;
   await prepareInterceptDir(o.interceptFile, o.proxyUid, log);
   const status = await capture.install(rules?.intercept ?? []);
   log.info({ event: 'init-net.installed', ...status }, 'capture installed');
@@ -100,7 +104,7 @@ async function initNet(o: SidecarOptions, log: Logger, io: CliIo): Promise<numbe
   // --follow: stay up (root) and move dnsmasq/ipset along with the rules the proxy publishes.
   const follower = followInterceptFile(
     o.interceptFile,
-    published?.version ?? null,
+    fromFile?.hash ?? published?.version ?? null,
     async (content) => {
       const result = await capture.update(content.intercept);
       log.info(

@@ -26,7 +26,7 @@ const dir = mkdtempSync(join(tmpdir(), 'httpmesh-sidecar-ca-cp-'));
 const TOKEN = 'test-admin-token-0123456789';
 let controlPlane: ChildProcess | null = null;
 let api = '';
-let garbage: Server | null = null;
+let garbage: Server;
 
 interface Result {
   code: number;
@@ -106,7 +106,7 @@ beforeAll(async () => {
     res.writeHead(201, { 'content-type': 'application/json' });
     res.end('{"certPem": ');
   });
-  await new Promise<void>((resolve) => garbage?.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => garbage.listen(0, '127.0.0.1', () => resolve()));
 }, 30_000);
 
 afterAll(async () => {
@@ -228,7 +228,7 @@ describe('ca init with a control plane', () => {
   );
 
   test('a reply that is not JSON, an unreachable API and a malformed URL are reported', async () => {
-    const port = (garbage?.address() as AddressInfo).port;
+    const port = (garbage.address() as AddressInfo).port;
     const bad = await runCli([
       'ca',
       'init',

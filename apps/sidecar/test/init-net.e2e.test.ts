@@ -4,7 +4,7 @@
  * Needs root (CI runs as root).
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -41,7 +41,10 @@ describe.skipIf(!canRun)('init-net on a real namespace (needs root; skipped: not
       "intercept:\n  - domain: '*.partner.test'\n  - domain: bank.test\n    action: passthrough\n",
     );
     const config = join(dir, 'sidecar.yaml');
-    writeFileSync(config, `rules: rules.yaml\ninboundPorts: [8080]\nstateDir: ${join(dir, 'state')}\n`);
+    writeFileSync(
+      config,
+      `rules: rules.yaml\ninboundPorts: [8080]\nstateDir: ${join(dir, 'state')}\ninterceptFile: published/intercept.json\n`,
+    );
     const args = ['init-net', '--config', config, '--netns', NS, '--dns-upstream', '10.203.9.1'];
     const first = JSON.parse((await cliRun(...args)).stdout) as Record<string, unknown>;
     const second = JSON.parse((await cliRun(...args)).stdout) as Record<string, unknown>;
@@ -56,6 +59,9 @@ describe.skipIf(!canRun)('init-net on a real namespace (needs root; skipped: not
         suffixes: ['partner.test'],
       });
     }
+    // The directory of the intercept file is made for the proxy uid, which writes it (run, transparent).
+    const published = statSync(join(dir, 'published'));
+    expect([published.uid, published.gid, published.mode & 0o777]).toEqual([1337, 1337, 0o755]);
     const nat = (await run('ip', ['netns', 'exec', NS, 'iptables-save', '-t', 'nat'])).stdout;
     expect(nat).toContain('-A HTTPMESH_PREROUTING -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15006');
     expect(nat).toContain('--match-set httpmesh-intercept dst -j REDIRECT --to-ports 15001');
