@@ -3,7 +3,7 @@
 // Run: node --import tsx bench/proxy.ts   (also called from bench/index.ts)
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,27 @@ export interface ProxyBenchRow {
   p99: number;
   errors: number;
   non2xx: number;
+  /** CPU time the proxy process tree spent per request (user + system), over all rounds. */
+  proxyCpuMicrosPerRequest: number | undefined;
+  /** Requests one fully used core would serve at that cost: throughput independent of machine load. */
+  requestsPerCpuSecond: number | undefined;
+  totalRequests: number;
+}
+
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+/** utime + stime of a process and its descendants, in clock ticks (Linux /proc). */
+function cpuTicks(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    let ticks = Number(fields[11]) + Number(fields[12]);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    if (children !== '') for (const child of children.split(' ')) ticks += cpuTicks(Number(child));
+    return ticks;
+  } catch {
+    return 0;
+  }
 }
 
 async function freePort(): Promise<number> {
@@ -80,6 +101,9 @@ async function load(name: string, port: number, duration: number): Promise<Proxy
     p99: result.latency.p99,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    proxyCpuMicrosPerRequest: undefined,
+    requestsPerCpuSecond: undefined,
+    totalRequests: result.requests.total,
   };
 }
 
@@ -111,8 +135,8 @@ export async function benchProxy(): Promise<ProxyBenchRow[]> {
 
     const upstream = await startNodeChild(['upstream', dir]);
     children.push(upstream.child);
-    const targets: { name: string; port: number }[] = [
-      { name: 'direct (client -> upstream)', port: upstream.port },
+    const targets: { name: string; port: number; pid: number | undefined }[] = [
+      { name: 'direct (client -> upstream)', port: upstream.port, pid: undefined },
     ];
     for (const [label, mode] of [
       ['httpmesh, no filters', 'none'],
@@ -121,7 +145,7 @@ export async function benchProxy(): Promise<ProxyBenchRow[]> {
     ] as const) {
       const proxy = await startNodeChild(['proxy', dir, String(upstream.port), mode]);
       children.push(proxy.child);
-      targets.push({ name: label, port: proxy.port });
+      targets.push({ name: label, port: proxy.port, pid: proxy.child.pid });
     }
 
     if (spawnSync('nginx', ['-v']).status === 0) {
@@ -131,7 +155,7 @@ export async function benchProxy(): Promise<ProxyBenchRow[]> {
       const nginx = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'inherit' });
       children.push(nginx);
       await waitForPort(port, nginx);
-      targets.push({ name: 'nginx 1 worker, TLS terminate + re-originate', port });
+      targets.push({ name: 'nginx 1 worker, TLS terminate + re-originate', port, pid: nginx.pid });
     } else {
       console.log('nginx not installed: skipped (apt-get install nginx)');
     }
@@ -161,7 +185,7 @@ export async function benchProxy(): Promise<ProxyBenchRow[]> {
       );
       children.push(mitm);
       await waitForPort(port, mitm);
-      targets.push({ name: 'mitmproxy 8 (mitmdump reverse mode)', port });
+      targets.push({ name: 'mitmproxy 8 (mitmdump reverse mode)', port, pid: mitm.pid });
     } else {
       console.log('mitmproxy not installed: skipped (apt-get install mitmproxy)');
     }
@@ -170,15 +194,30 @@ export async function benchProxy(): Promise<ProxyBenchRow[]> {
     // best round: the 2-core machine is shared, so interleaving spreads background noise evenly.
     for (const target of targets) await load('warm-up', target.port, 1);
     const best = new Map<string, ProxyBenchRow>();
+    const cpu = new Map<string, { ticks: number; requests: number }>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const target of targets) {
+        const ticksBefore = target.pid === undefined ? 0 : cpuTicks(target.pid);
         const row = await load(target.name, target.port, DURATION_S);
+        const spent = cpu.get(target.name) ?? { ticks: 0, requests: 0 };
+        if (target.pid !== undefined) spent.ticks += cpuTicks(target.pid) - ticksBefore;
+        spent.requests += row.totalRequests;
+        cpu.set(target.name, spent);
         const previous = best.get(target.name);
         if (previous === undefined || row.requestsPerSecond > previous.requestsPerSecond)
           best.set(target.name, row);
       }
     }
-    for (const target of targets) rows.push(best.get(target.name) as ProxyBenchRow);
+    for (const target of targets) {
+      const row = best.get(target.name) as ProxyBenchRow;
+      const spent = cpu.get(target.name);
+      if (target.pid !== undefined && spent !== undefined && spent.ticks > 0 && spent.requests > 0) {
+        const micros = ((spent.ticks / CLOCK_TICKS_PER_SECOND) * 1e6) / spent.requests;
+        row.proxyCpuMicrosPerRequest = Math.round(micros);
+        row.requestsPerCpuSecond = Math.round(1e6 / micros);
+      }
+      rows.push(row);
+    }
   } finally {
     for (const child of children) stop(child);
     rmSync(dir, { recursive: true, force: true });
@@ -222,11 +261,13 @@ function printRows(rows: readonly ProxyBenchRow[]): void {
   console.log(
     `\nHTTPS, ${CONNECTIONS} keep-alive connections, best of ${ROUNDS} interleaved ${DURATION_S} s rounds (autocannon)`,
   );
-  console.log('| setup | req/s | p50 ms | p99 ms | errors | non-2xx |');
-  console.log('|---|---:|---:|---:|---:|---:|');
+  console.log(
+    '| setup | req/s | p50 ms | p99 ms | errors | non-2xx | proxy CPU µs/req | req per CPU-second |',
+  );
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const row of rows) {
     console.log(
-      `| ${row.name} | ${row.requestsPerSecond} | ${row.p50} | ${row.p99} | ${row.errors} | ${row.non2xx} |`,
+      `| ${row.name} | ${row.requestsPerSecond} | ${row.p50} | ${row.p99} | ${row.errors} | ${row.non2xx} | ${row.proxyCpuMicrosPerRequest ?? '-'} | ${row.requestsPerCpuSecond ?? '-'} |`,
     );
   }
   const find = (prefix: string): ProxyBenchRow | undefined => rows.find((r) => r.name.startsWith(prefix));
@@ -242,6 +283,23 @@ function printRows(rows: readonly ProxyBenchRow[]): void {
   if (ours !== undefined && nginx !== undefined && nginx.requestsPerSecond > 0) {
     const ratio = ours.requestsPerSecond / nginx.requestsPerSecond;
     console.log(`httpmesh / nginx = ${ratio.toFixed(2)} (target >= 0.6): ${ratio >= 0.6 ? 'PASS' : 'FAIL'}`);
+  }
+  // Same comparisons by CPU cost per request: robust to other load on a shared machine.
+  const perCpu = (row: ProxyBenchRow | undefined): number | undefined => row?.requestsPerCpuSecond;
+  const oursCpu = perCpu(ours);
+  const mitmCpu = perCpu(mitm);
+  const nginxCpu = perCpu(nginx);
+  if (oursCpu !== undefined && mitmCpu !== undefined) {
+    const ratio = oursCpu / mitmCpu;
+    console.log(
+      `per CPU-second: httpmesh / mitmproxy = ${ratio.toFixed(1)}x (target >= 30x): ${ratio >= 30 ? 'PASS' : 'FAIL'}`,
+    );
+  }
+  if (oursCpu !== undefined && nginxCpu !== undefined) {
+    const ratio = oursCpu / nginxCpu;
+    console.log(
+      `per CPU-second: httpmesh / nginx = ${ratio.toFixed(2)} (target >= 0.6): ${ratio >= 0.6 ? 'PASS' : 'FAIL'}`,
+    );
   }
 }
 

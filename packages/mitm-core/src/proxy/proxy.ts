@@ -83,6 +83,8 @@ export interface MitmProxyStats {
   readonly openClientSockets: number;
   readonly pinnedHosts: number;
   readonly exchanges: number;
+  /** Client TLS handshakes completed (intercepted connections). */
+  readonly tlsHandshakes: number;
 }
 
 export interface MitmProxy {
@@ -218,6 +220,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   const http2Enabled = options.http2 ?? true;
   let filters: readonly ExchangeFilter[] = options.filters ?? [];
   let exchanges = 0;
+  let tlsHandshakes = 0;
   let closing = false;
   const clientSockets = new Set<Duplex>();
 
@@ -360,6 +363,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   tlsServer.on('clientError', onClientError);
   tlsServer.on('tlsClientError', onHandshakeError);
   tlsServer.on('secureConnection', (tlsSocket: TLSSocket) => {
+    tlsHandshakes++;
     trackSocket(tlsSocket);
     // The raw socket under a TLS layer does not always see its own close: end it with the TLS one.
     const parent = (tlsSocket as TLSSocket & { _parent?: Duplex })._parent;
@@ -1012,7 +1016,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       filters = [...next];
     },
     get stats() {
-      return { openClientSockets: clientSockets.size, pinnedHosts: pinned.size, exchanges };
+      return { openClientSockets: clientSockets.size, pinnedHosts: pinned.size, exchanges, tlsHandshakes };
     },
     async close() {
       closing = true;
