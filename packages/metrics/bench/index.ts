@@ -5,6 +5,7 @@
  *    Histogram.record with a cached attribute object (the SDK floor), and against what recording
  *    the same exchange through SDK instruments would cost.
  * 2. Heap after GC at 100k and 1M requests to 1M distinct raw URLs (must stay flat).
+ * 3. Window queries over an hour of 10 s slots (bench/window.ts).
  */
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { createMatcher } from '@httpmesh/url-matcher';
@@ -189,3 +190,6 @@ console.log(
 console.log(
   `  series: inbound ${memMetrics.seriesCount('inbound')}, outbound ${memMetrics.seriesCount('outbound')}`,
 );
+
+// 3. Window queries over an hour of slots (WindowedAggregator).
+await import('./window.js');

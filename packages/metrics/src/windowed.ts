@@ -134,8 +134,9 @@ export class WindowedAggregator {
       sources.length === 0
         ? new MeshAggregator(this.#options).view(dimensions, filter)
         : MeshAggregator.combinedView(sources, dimensions, filter);
-    // Before this aggregator has run for a whole window, the rate is over the time it has seen.
-    const seconds = Math.max(1, Math.min(windowMs, now - this.#startedAt)) / 1000;
+    // Before this aggregator has run for a whole window, the rate is over the time it has seen (at least
+    // one second, so a snapshot ingested right after start does not read as thousands of requests/s).
+    const seconds = Math.max(Math.min(1_000, windowMs), Math.min(windowMs, now - this.#startedAt)) / 1000;
     const bounds = this.total.durationBounds;
     return rows.map((row) => toWindowRow(row, seconds, bounds));
   }

@@ -83,6 +83,12 @@ describe('WindowedAggregator', () => {
     now += 4_000;
     metrics.ingest(ordersSnapshot('payments', 8, 0));
     expect(metrics.query(['service'], 60_000)[0]?.rate).toBeCloseTo(8 / 4);
+    // Within the first second, the rate is over one second, not over the few ms seen.
+    const fresh = new WindowedAggregator({ clock: () => now });
+    fresh.ingest(ordersSnapshot('payments', 3, 0));
+    now += 5;
+    expect(fresh.query(['service'], 60_000)[0]?.rate).toBe(3);
+    expect(fresh.query(['service'], 500)[0]?.rate).toBe(6);
   });
 
   test('window queries equal a fresh aggregator fed only the snapshots inside the window', () => {
