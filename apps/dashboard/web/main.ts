@@ -249,7 +249,7 @@ function rulesView(): HTMLElement {
       ),
       h('pre', {}, JSON.stringify(rule.spec, null, 2)),
       h(
-        'ol',
+        'ul',
         { class: 'history', 'data-testid': 'rule-history' },
         ...[...history]
           .reverse()
