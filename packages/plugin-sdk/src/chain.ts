@@ -10,6 +10,8 @@ import {
   type RespondDecision,
   type ResponseHead,
 } from './client.js';
+import { createMatcher, MatcherOptionsError, PatternError } from '@httpmesh/url-matcher';
+import type { Matcher } from '@httpmesh/url-matcher';
 import { PluginConfigError, type PluginError, PluginUnavailableError } from './errors.js';
 import type { HeaderList } from './protocol.js';
 
@@ -18,9 +20,16 @@ export interface PluginConfig {
   readonly name: string;
   /** gRPC address (`unix:/path`, `/path` or `host:port`) for plugins the supervisor does not start. */
   readonly address?: string;
-  /** Hosts it applies to: exact (`api.example.com`) or wildcard (`*.example.com`). Omitted: all. */
+  /**
+   * Hosts it applies to: exact (`api.example.com`) or subdomain wildcard (`*.example.com`), as
+   * @httpmesh/url-matcher scopes routes (case, port and a trailing dot of the request host are ignored).
+   * Omitted: all.
+   */
   readonly hosts?: readonly string[];
-  /** Path globs it applies to (`/api/*`; `*` matches any run of characters). Omitted: all. */
+  /**
+   * Path patterns it applies to, in the mesh's one pattern language (@httpmesh/url-matcher, path-to-regexp
+   * v8 syntax): `/v1/*rest`, `/orders/:id`, `/docs{/:lang}/intro`. The query string is ignored. Omitted: all.
+   */
   readonly patterns?: readonly string[];
   /** Position in the chain; lower runs first. */
   readonly order: number;
@@ -37,6 +46,10 @@ function isStringArray(v: unknown): v is string[] {
 
 /** Checks an untrusted config object (e.g. from rule-sync) and returns it typed. */
 export function parsePluginConfig(input: unknown): PluginConfig {
+  return compileConfig(input).config;
+}
+
+function compileConfig(input: unknown): CompiledEntry {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new PluginConfigError('plugin config must be an object');
   }
@@ -53,11 +66,8 @@ export function parsePluginConfig(input: unknown): PluginConfig {
   }
   if (c['hosts'] !== undefined && !isStringArray(c['hosts']))
     fail('hosts must be an array of non-empty strings');
-  if (c['patterns'] !== undefined) {
-    if (!isStringArray(c['patterns'])) fail('patterns must be an array of non-empty strings');
-    for (const p of c['patterns'] as string[])
-      if (!p.startsWith('/') && p !== '*') fail(`pattern ${p} must start with /`);
-  }
+  if (c['patterns'] !== undefined && !isStringArray(c['patterns']))
+    fail('patterns must be an array of non-empty strings');
   if (typeof c['order'] !== 'number' || !Number.isInteger(c['order'])) fail('order must be an integer');
   const t = c['timeoutMs'];
   if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t <= 0 || t > 60_000)) {
@@ -65,43 +75,44 @@ export function parsePluginConfig(input: unknown): PluginConfig {
   }
   if (c['failureMode'] !== 'open' && c['failureMode'] !== 'closed')
     fail("failureMode must be 'open' or 'closed'");
-  return c as unknown as PluginConfig;
+  const config = c as unknown as PluginConfig;
+  // Compiling the patterns is their validation: the same errors, positions and conflicts the chain hits.
+  return { config, scope: compileScope(config) };
 }
 
-// Glob matching without regex: literal parts must appear in order; `*` spans anything.
-function compileGlob(glob: string): (s: string) => boolean {
-  const parts = glob.split('*');
-  if (parts.length === 1) return (s) => s === glob;
-  const first = parts[0] as string;
-  const last = parts[parts.length - 1] as string;
-  const middle = parts.slice(1, -1);
-  const minLength = first.length + last.length;
-  return (s) => {
-    if (s.length < minLength || !s.startsWith(first) || !s.endsWith(last)) return false;
-    let pos = first.length;
-    const end = s.length - last.length;
-    for (const part of middle) {
-      const at = s.indexOf(part, pos);
-      if (at < 0 || at + part.length > end) return false;
-      pos = at + part.length;
-    }
-    return true;
-  };
-}
+/** Every path, for a plugin scoped by host only: `/` and any deeper path. */
+const ANY_PATH = '/{*rest}';
 
-function compileHost(host: string): (h: string) => boolean {
-  const lower = host.toLowerCase();
-  if (lower.startsWith('*.')) {
-    const suffix = lower.slice(1);
-    return (h) => h.length > suffix.length && h.endsWith(suffix);
+/**
+ * One url-matcher per plugin with a route per (host, pattern): a plugin applies when any of them matches.
+ * Undefined when the plugin has neither hosts nor patterns (it applies everywhere).
+ * @throws PluginConfigError carrying the matcher's code (HTTPMESH_PATTERN_*, HTTPMESH_ROUTE_INVALID)
+ */
+function compileScope(config: PluginConfig): Matcher<undefined> | undefined {
+  if (config.hosts === undefined && config.patterns === undefined) return undefined;
+  const patterns = [...new Set(config.patterns ?? [ANY_PATH])];
+  const hosts =
+    config.hosts === undefined ? [undefined] : [...new Set(config.hosts.map((h) => h.toLowerCase()))];
+  const routes: { pattern: string; host?: string }[] = [];
+  for (const host of hosts) {
+    for (const pattern of patterns) routes.push(host === undefined ? { pattern } : { pattern, host });
   }
-  return (h) => h === lower;
+  try {
+    return createMatcher<undefined>(routes);
+  } catch (err) {
+    if (err instanceof PatternError || err instanceof MatcherOptionsError) {
+      throw new PluginConfigError(`plugin ${config.name}: ${err.code}: ${err.message}`, config.name, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
 }
 
 interface CompiledEntry {
   readonly config: PluginConfig;
-  readonly host: ((h: string) => boolean) | undefined;
-  readonly path: ((p: string) => boolean) | undefined;
+  /** Undefined: applies to every host and path. */
+  readonly scope: Matcher<undefined> | undefined;
 }
 
 /** What the chain decided for a headers phase: `mutate` carries the resulting header list. */
@@ -128,33 +139,26 @@ export class PluginChain {
     const seen = new Set<string>();
     const entries: CompiledEntry[] = [];
     for (const raw of configs) {
-      const config = parsePluginConfig(raw);
+      const entry = compileConfig(raw);
+      const { config } = entry;
       if (seen.has(config.name))
         throw new PluginConfigError(`plugin ${config.name} configured twice`, config.name);
       seen.add(config.name);
-      const hosts = config.hosts?.map(compileHost);
-      const paths = config.patterns?.map(compileGlob);
-      entries.push({
-        config,
-        host: hosts ? (h) => hosts.some((m) => m(h)) : undefined,
-        path: paths ? (p) => paths.some((m) => m(p)) : undefined,
-      });
+      entries.push(entry);
     }
     entries.sort((a, b) => a.config.order - b.config.order);
     this.entries = entries;
     this.resolve = resolve;
   }
 
-  /** Configs of the plugins that apply to this host and path, in chain order. */
+  /**
+   * Configs of the plugins that apply to this host (`Host` / `:authority`, port ignored) and path (origin
+   * form, query ignored), in chain order.
+   */
   select(host: string, path: string): PluginConfig[] {
-    const h = host.toLowerCase();
-    const q = path.indexOf('?');
-    const p = q < 0 ? path : path.slice(0, q);
     const out: PluginConfig[] = [];
     for (const e of this.entries) {
-      if (e.host && !e.host(h)) continue;
-      if (e.path && !e.path(p)) continue;
-      out.push(e.config);
+      if (e.scope === undefined || e.scope.match(path, undefined, host) !== null) out.push(e.config);
     }
     return out;
   }

@@ -114,8 +114,8 @@ export class PluginHandshakeError extends PluginError {
 
 /** A plugin definition, chain config or supervisor spec is invalid. */
 export class PluginConfigError extends PluginError {
-  constructor(detail: string, plugin?: string) {
-    super('HTTPMESH_PLUGIN_CONFIG_INVALID', detail, plugin);
+  constructor(detail: string, plugin?: string, options?: ErrorOptions) {
+    super('HTTPMESH_PLUGIN_CONFIG_INVALID', detail, plugin, options);
     this.name = 'PluginConfigError';
   }
 }

@@ -50,11 +50,11 @@ const configs: PluginConfig[] = [
     name: 'guard',
     order: 20,
     hosts: ['api.example.com', '*.internal.test'],
-    patterns: ['/v1/*'],
+    patterns: ['/v1/*rest'],
     failureMode: 'closed',
   },
   { name: 'tagger', order: 10, failureMode: 'open' },
-  { name: 'shouter', order: 30, patterns: ['/v1/*/upload'], failureMode: 'open' },
+  { name: 'shouter', order: 30, patterns: ['/v1/:area/upload'], failureMode: 'open' },
 ];
 
 function head(path: string, headers: ReadonlyArray<readonly [string, string]>) {
@@ -75,6 +75,39 @@ describe('PluginChain', () => {
     expect(chain.select('internal.test', '/v1/x').map((c) => c.name)).toEqual(['tagger']);
     expect(chain.select('api.example.com', '/v2/users').map((c) => c.name)).toEqual(['tagger']);
     expect(chain.select('other.test', '/v1/a/upload').map((c) => c.name)).toEqual(['tagger', 'shouter']);
+  });
+
+  test('patterns use the mesh pattern language (url-matcher, path-to-regexp v8)', () => {
+    const scoped = new PluginChain(
+      [
+        { name: 'orders', order: 1, patterns: ['/orders/:id'], failureMode: 'open' },
+        { name: 'docs', order: 2, patterns: ['/docs{/:lang}/intro'], failureMode: 'open' },
+        { name: 'files', order: 3, hosts: ['files.test'], patterns: ['/files/*path'], failureMode: 'open' },
+        { name: 'internal', order: 4, hosts: ['*.internal.test', 'API.Example.com'], failureMode: 'open' },
+        { name: 'nowhere', order: 5, hosts: [], failureMode: 'open' },
+      ],
+      () => undefined,
+    );
+    const names = (host: string, path: string) => scoped.select(host, path).map((c) => c.name);
+    expect(names('a.test', '/orders/7?expand=1')).toEqual(['orders']);
+    expect(names('a.test', '/orders/7/items')).toEqual([]);
+    expect(names('a.test', '/orders/')).toEqual([]);
+    expect(names('a.test', '/orders/a%2Fb')).toEqual(['orders']);
+    expect(names('a.test', '/docs/intro')).toEqual(['docs']);
+    expect(names('a.test', '/docs/fr/intro')).toEqual(['docs']);
+    expect(names('a.test', '/docs/fr/de/intro')).toEqual([]);
+    expect(names('files.test:8443', '/files/a/b/c.pdf')).toEqual(['files']);
+    expect(names('other.test', '/files/a')).toEqual([]);
+    expect(names('FILES.TEST', '/files')).toEqual([]);
+    // Host-only scope: every path, including "/" and deep ones; `*.` means subdomains only.
+    expect(names('db.internal.test', '/')).toEqual(['internal']);
+    expect(names('a.b.internal.test', '/x/y/z')).toEqual(['internal']);
+    expect(names('internal.test', '/x')).toEqual([]);
+    expect(names('api.example.com:443', '/anything')).toEqual(['internal']);
+    // Hostile input never throws and matches nothing it should not.
+    expect(names('a.test', '*')).toEqual([]);
+    expect(names('a.test', `/orders/${'x'.repeat(200_000)}`)).toEqual([]);
+    expect(names('a.test', '/orders/%zz')).toEqual(['orders']);
   });
 
   test('each plugin sees the previous one’s mutations; the result is the final header list', async () => {
@@ -154,7 +187,18 @@ describe('plugin configs are validated (HTTPMESH_PLUGIN_CONFIG_INVALID)', () => 
     ['a huge timeout', { ...good, timeoutMs: 1e9 }],
     ['hosts not an array', { ...good, hosts: 'a.test' }],
     ['an empty host', { ...good, hosts: [''] }],
-    ['a pattern without a leading slash', { ...good, patterns: ['v1/*'] }],
+    ['a pattern without a leading slash', { ...good, patterns: ['v1/:x'] }],
+    ['an old-style glob (unnamed wildcard)', { ...good, patterns: ['/v1/*'] }],
+    ['an unclosed optional group', { ...good, patterns: ['/a/{b'] }],
+    ['a parameter without a name', { ...good, patterns: ['/users/:'] }],
+    ['a regex group', { ...good, patterns: ['/users/:id(\\d+)'] }],
+    ['two patterns matching the same paths', { ...good, patterns: ['/a/:x', '/a/:y'] }],
+    ['a wildcard before the last segment', { ...good, patterns: ['/f/*p/edit'] }],
+    ['patterns not an array', { ...good, patterns: '/a' }],
+    ['an empty pattern', { ...good, patterns: [''] }],
+    ['a host with a port', { ...good, hosts: ['a.test:8080'] }],
+    ['a host with a space', { ...good, hosts: ['a test'] }],
+    ['a host with a path', { ...good, hosts: ['a.test/x'] }],
     ['an empty address', { ...good, address: '' }],
   ];
   for (const [what, input] of BAD) {
@@ -169,10 +213,33 @@ describe('plugin configs are validated (HTTPMESH_PLUGIN_CONFIG_INVALID)', () => 
       ...good,
       address: 'unix:/run/p.sock',
       hosts: ['*.a.test'],
-      patterns: ['/x/*'],
+      patterns: ['/x/*rest', '/docs{/:lang}/intro'],
       timeoutMs: 50,
     };
     expect(parsePluginConfig(full)).toEqual(full);
+  });
+  test('a pattern error names the plugin and carries the url-matcher error as its cause', () => {
+    let error: unknown;
+    try {
+      parsePluginConfig({ ...good, patterns: ['/ok/:id', '/v1/*'] });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toMatchObject({
+      name: 'PluginConfigError',
+      code: 'HTTPMESH_PLUGIN_CONFIG_INVALID',
+      plugin: 'p',
+      cause: { name: 'PatternError', code: 'HTTPMESH_PATTERN_INVALID', pattern: '/v1/*' },
+    });
+    expect((error as Error).message).toContain('HTTPMESH_PATTERN_INVALID');
+    expect(
+      () => new PluginChain([{ ...good, patterns: ['/a/:x', '/a/:y'] } as PluginConfig], () => undefined),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'HTTPMESH_PLUGIN_CONFIG_INVALID',
+        cause: expect.objectContaining({ code: 'HTTPMESH_PATTERN_CONFLICT' }),
+      }),
+    );
   });
   test('rejects a plugin configured twice', () => {
     expect(() => new PluginChain([good as PluginConfig, good as PluginConfig], () => undefined)).toThrow(
