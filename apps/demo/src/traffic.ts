@@ -1,4 +1,5 @@
 import { Agent, request as httpRequest } from 'node:http';
+import { isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 
 /** One kind of request the generator sends, with a relative weight. */
@@ -133,7 +134,11 @@ export function startTrafficGenerator(options: TrafficOptions): TrafficGenerator
           fail(new Error(`CONNECT answered ${res.statusCode}`));
           return;
         }
-        const tls = tlsConnect({ socket, servername: url.hostname, ca });
+        // SNI carries names only (RFC 6066); an IP target is verified against the certificate's IP SANs.
+        const tls =
+          isIP(url.hostname) === 0
+            ? tlsConnect({ socket, servername: url.hostname, ca })
+            : tlsConnect({ socket, host: url.hostname, ca });
         tls.once('error', (e) => {
           tls.destroy();
           fail(e);

@@ -59,6 +59,15 @@ function endpoint(method: string, pattern: string, baseDelayMs: number, handler:
   return { method, segments: pattern.split('/').slice(1), pattern, handler, baseDelayMs };
 }
 
+/** A malformed escape (`%E0%A4%A`) is a non-match (404), never an exception in the request handler. */
+function safeDecode(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}
+
 function matchEndpoint(endpoints: readonly Endpoint[], method: string, path: string) {
   const segments = path.split('/').slice(1);
   for (const e of endpoints) {
@@ -69,8 +78,9 @@ function matchEndpoint(endpoints: readonly Endpoint[], method: string, path: str
       const want = e.segments[i] ?? '';
       const got = segments[i] ?? '';
       if (want.startsWith(':')) {
-        if (got === '') ok = false;
-        params.push(decodeURIComponent(got));
+        const value = safeDecode(got);
+        if (value === undefined || value === '') ok = false;
+        else params.push(value);
       } else if (want !== got) ok = false;
       if (!ok) break;
     }
