@@ -27,6 +27,7 @@ function exchange(): Exchange {
     responseHeaders: {},
     timings: { start: 0, upstreamConnect: undefined, firstByte: undefined, end: undefined },
     locals: new Map(),
+    readRequestBody: () => Promise.resolve(Buffer.alloc(0)),
   };
 }
 

@@ -67,6 +67,7 @@ export {
   FilterError,
   MitmProxyError,
   ProxyClosedError,
+  RequestBodyTooLargeError,
   UpstreamCertificateError,
   UpstreamResetError,
   UpstreamTimeoutError,

@@ -601,3 +601,43 @@ test('limits apply inside intercepted TLS too: oversized head gets 431', async (
   expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_HEADERS_TOO_LARGE');
   socket.destroy();
 });
+
+test('a filter may buffer the request body under a hard cap; over the cap the client gets 413', async () => {
+  const inspected: string[] = [];
+  const inspecting = createMitmProxy({
+    ca: pki.proxyCa,
+    upstreamCa: [pki.upstreamCaPem],
+    filters: [
+      {
+        async onRequestHead(exchange) {
+          if (exchange.method !== 'POST') return undefined;
+          const body = await exchange.readRequestBody(1024);
+          inspected.push(body.toString());
+          return body.includes('forbidden') ? { status: 403, body: 'body rejected' } : undefined;
+        },
+      },
+    ],
+  });
+  const { port } = await inspecting.listen(0);
+  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const post = (body: string, chunked = false): ReturnType<typeof rawRequest> =>
+    rawRequest(
+      socket,
+      chunked
+        ? `POST /b HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`
+        : `POST /b HTTP/1.1\r\nhost: localhost\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+    );
+  const ok = await post('hello inspected body');
+  expect(ok.status).toBe(200);
+  expect((JSON.parse(ok.body) as { bodyBytes: number }).bodyBytes).toBe(20);
+  const chunked = await post('chunked body', true);
+  expect(chunked.status).toBe(200);
+  expect((JSON.parse(chunked.body) as { bodyBytes: number }).bodyBytes).toBe(12);
+  expect((await post('this is forbidden')).status).toBe(403);
+  expect(inspected).toEqual(['hello inspected body', 'chunked body', 'this is forbidden']);
+  const tooLarge = await post('x'.repeat(5000));
+  expect(tooLarge.status).toBe(413);
+  expect(tooLarge.headers['x-httpmesh-error']).toBe('HTTPMESH_BODY_TOO_LARGE');
+  socket.destroy();
+  await inspecting.close();
+});

@@ -78,6 +78,13 @@ export class FilterError extends MitmProxyError {
   }
 }
 
+export class RequestBodyTooLargeError extends MitmProxyError {
+  constructor(maxBytes: number) {
+    super('HTTPMESH_BODY_TOO_LARGE', `request body exceeds the ${maxBytes}-byte buffering cap`);
+    this.name = 'RequestBodyTooLargeError';
+  }
+}
+
 export class ProxyClosedError extends MitmProxyError {
   constructor() {
     super('HTTPMESH_PROXY_CLOSED', 'proxy is closing');
@@ -146,6 +153,8 @@ export function statusForError(error: MitmProxyError): number {
       return 504;
     case 'HTTPMESH_BAD_REQUEST':
       return 400;
+    case 'HTTPMESH_BODY_TOO_LARGE':
+      return 413;
     case 'HTTPMESH_FILTER_FAILED':
       return 500;
     case 'HTTPMESH_PROXY_CLOSED':

@@ -78,6 +78,12 @@ export interface Exchange {
   readonly timings: ExchangeTimings;
   /** Per-exchange scratch space for filters (keyed by symbol or filter name). */
   readonly locals: Map<string | symbol, unknown>;
+  /**
+   * Buffers the whole request body, at most `maxBytes` (a hard cap: beyond it the promise rejects with
+   * `RequestBodyTooLargeError` and, if that propagates, the client gets 413). The buffered bytes are then
+   * forwarded instead of the stream. Only from `onRequestHead`; bodies stream untouched unless asked.
+   */
+  readRequestBody(maxBytes: number): Promise<Buffer>;
 }
 
 type RequestHeadOutcome = ImmediateResponse | undefined;

@@ -14,7 +14,8 @@ import {
   ClientHelloInvalidError,
   classifyUpstreamError,
   FilterError,
-  type MitmProxyError,
+  MitmProxyError,
+  RequestBodyTooLargeError,
   statusForError,
 } from './errors.js';
 import {
@@ -146,6 +147,9 @@ class ExchangeState implements Exchange {
   #locals: Map<string | symbol, unknown> | undefined;
   requestBodyBytes = 0;
   responseBodyBytes = 0;
+  /** Set when a filter buffered the body; forwarded instead of the client stream. */
+  bufferedBody: Buffer | undefined = undefined;
+  #bodyReader: ((maxBytes: number) => Promise<Buffer>) | undefined;
 
   constructor(
     clientProtocol: 'http/1.1' | 'h2',
@@ -173,6 +177,64 @@ class ExchangeState implements Exchange {
     this.#locals ??= new Map();
     return this.#locals;
   }
+
+  setBodyReader(reader: (maxBytes: number) => Promise<Buffer>): void {
+    this.#bodyReader = reader;
+  }
+
+  readRequestBody(maxBytes: number): Promise<Buffer> {
+    if (this.bufferedBody !== undefined) {
+      return this.bufferedBody.length > maxBytes
+        ? Promise.reject(new RequestBodyTooLargeError(maxBytes))
+        : Promise.resolve(this.bufferedBody);
+    }
+    if (this.#bodyReader === undefined) return Promise.resolve(Buffer.alloc(0));
+    return this.#bodyReader(maxBytes).then((body) => {
+      this.bufferedBody = body;
+      this.requestBodyBytes = body.length;
+      return body;
+    });
+  }
+}
+
+/**
+ * Reads a client request body into memory, refusing to hold more than `maxBytes`. Event based rather than
+ * `for await`: leaving an async iterator early destroys the request (and an HTTP/1.1 socket), and the
+ * client must still get its 413.
+ */
+function bufferBody(req: ClientRequest, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const cleanup = (): void => {
+      req.removeListener('data', onData);
+      req.removeListener('end', onEnd);
+      req.removeListener('error', onAbort);
+      req.removeListener('close', onAbort);
+    };
+    const onData = (chunk: Buffer): void => {
+      length += chunk.length;
+      if (length > maxBytes) {
+        cleanup();
+        req.pause();
+        reject(new RequestBodyTooLargeError(maxBytes));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length));
+    };
+    const onAbort = (): void => {
+      cleanup();
+      reject(new ClientAbortedError());
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onAbort);
+    req.once('close', onAbort);
+  });
 }
 
 function hostOnly(authority: string): { host: string; port: number | undefined } | undefined {
@@ -636,18 +698,20 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       forward(req, res, state, chain);
       return;
     }
+    if (hasRequestBody(req)) {
+      state.setBodyReader((maxBytes) => bufferBody(req, maxBytes));
+    }
     let outcome: ReturnType<typeof runRequestHead>;
     try {
       outcome = runRequestHead(chain, state);
     } catch (error) {
-      finishWithError(req, res, state, chain, new FilterError('onRequestHead', { cause: error }));
+      finishWithError(req, res, state, chain, filterFailure(error));
       return;
     }
     if (isPromise(outcome)) {
       outcome.then(
         (immediate) => afterRequestHead(req, res, state, chain, immediate),
-        (error: unknown) =>
-          finishWithError(req, res, state, chain, new FilterError('onRequestHead', { cause: error })),
+        (error: unknown) => finishWithError(req, res, state, chain, filterFailure(error)),
       );
     } else {
       afterRequestHead(req, res, state, chain, outcome);
@@ -733,7 +797,14 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     if (upstream.address !== undefined)
       rememberAddress(`${upstream.host}:${upstream.port}`, upstream.address);
     const withBody = hasRequestBody(req);
-    const body = withBody ? (chain.length === 0 ? req : countingBody(req, state)) : null;
+    const body =
+      state.bufferedBody !== undefined
+        ? state.bufferedBody
+        : withBody
+          ? chain.length === 0
+            ? req
+            : countingBody(req, state)
+          : null;
     const defaultPort = upstream.protocol === 'https:' ? 443 : 80;
     const origin =
       upstream.port === defaultPort
@@ -1029,6 +1100,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       await Promise.all([closed, verifiedAgent.close(), insecureAgent?.close()]);
     },
   };
+}
+
+/** A filter that fails with one of our errors (e.g. body over the cap) keeps its code and status. */
+function filterFailure(error: unknown): MitmProxyError {
+  return error instanceof MitmProxyError ? error : new FilterError('onRequestHead', { cause: error });
 }
 
 /** Target attached to a raw socket, reached through a TLSSocket's `_parent` when terminated. */
