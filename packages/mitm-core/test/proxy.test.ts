@@ -641,3 +641,38 @@ test('a filter may buffer the request body under a hard cap; over the cap the cl
   socket.destroy();
   await inspecting.close();
 });
+
+test('a timeout policy set by a filter gives 504 when the upstream is too slow', async () => {
+  let release: (() => void) | undefined;
+  const slowUpstream = await startHttpsUpstream(
+    (_req, res) => {
+      release = () => res.end('late');
+    },
+    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
+  );
+  const timed = createMitmProxy({
+    ca: pki.proxyCa,
+    upstreamCa: [pki.upstreamCaPem],
+    filters: [
+      {
+        onRequestHead(exchange) {
+          exchange.upstreamHeadersTimeoutMs = 200;
+          return undefined;
+        },
+      },
+    ],
+  });
+  const socket = await tlsThroughProxy(
+    (await timed.listen(0)).port,
+    'localhost',
+    slowUpstream.port,
+    pki.proxyCaPem,
+  );
+  const response = await get(socket, 'localhost', '/slow');
+  expect(response.status).toBe(504);
+  expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_UPSTREAM_TIMEOUT');
+  release?.();
+  socket.destroy();
+  await timed.close();
+  await slowUpstream.close();
+});

@@ -79,6 +79,12 @@ export interface Exchange {
   /** Per-exchange scratch space for filters (keyed by symbol or filter name). */
   readonly locals: Map<string | symbol, unknown>;
   /**
+   * Per-exchange upstream timeouts (timeout policies set these in `onRequestHead`); undefined keeps the
+   * proxy defaults. Expiry gives the client 504 `HTTPMESH_UPSTREAM_TIMEOUT`.
+   */
+  upstreamHeadersTimeoutMs: number | undefined;
+  upstreamBodyTimeoutMs: number | undefined;
+  /**
    * Buffers the whole request body, at most `maxBytes` (a hard cap: beyond it the promise rejects with
    * `RequestBodyTooLargeError` and, if that propagates, the client gets 413). The buffered bytes are then
    * forwarded instead of the stream. Only from `onRequestHead`; bodies stream untouched unless asked.

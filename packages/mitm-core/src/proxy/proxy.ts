@@ -149,6 +149,8 @@ class ExchangeState implements Exchange {
   responseBodyBytes = 0;
   /** Set when a filter buffered the body; forwarded instead of the client stream. */
   bufferedBody: Buffer | undefined = undefined;
+  upstreamHeadersTimeoutMs: number | undefined = undefined;
+  upstreamBodyTimeoutMs: number | undefined = undefined;
   #bodyReader: ((maxBytes: number) => Promise<Buffer>) | undefined;
 
   constructor(
@@ -927,6 +929,10 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
           method: state.method as Dispatcher.HttpMethod,
           headers: state.requestHeaders,
           body: body as unknown as Readable | null,
+          ...(state.upstreamHeadersTimeoutMs === undefined
+            ? {}
+            : { headersTimeout: state.upstreamHeadersTimeoutMs }),
+          ...(state.upstreamBodyTimeoutMs === undefined ? {} : { bodyTimeout: state.upstreamBodyTimeoutMs }),
         },
         handler,
       );
