@@ -50,6 +50,8 @@ export interface SidecarOptions {
   follow: boolean;
   controlPlaneApi: string | undefined;
   controlPlaneToken: string | undefined;
+  controlSocket: string;
+  upgradeFrom: string | undefined;
 }
 
 export type OptionKey = keyof SidecarOptions;
@@ -326,6 +328,22 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     ['ca'],
     'ca init: admin token of the control plane API (prefer the env var: argv is visible to others)',
     { placeholder: 'TOKEN' },
+  ),
+  spec(
+    'controlSocket',
+    'control-socket',
+    'path',
+    ['run'],
+    'Unix socket (0600) on which run accepts an upgrade to a new process (see --upgrade-from)',
+    { default: '/run/httpmesh/sidecar/control.sock', placeholder: 'FILE' },
+  ),
+  spec(
+    'upgradeFrom',
+    'upgrade-from',
+    'path',
+    ['run'],
+    'take over the listening sockets of the sidecar serving on this control socket; it drains and exits',
+    { noYaml: true, placeholder: 'SOCKET' },
   ),
   spec('logLevel', 'log-level', 'enum', ALL, 'log level', {
     default: 'info',

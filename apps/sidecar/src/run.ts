@@ -22,9 +22,18 @@ import { UsageError } from './errors.js';
 import { writeInterceptFile } from './intercept-file.js';
 import { InterceptPolicy } from './intercept-policy.js';
 import { SidecarPlugins } from './plugins.js';
-import type { OptionKey, SidecarOptions } from './options.js';
+import type { HostPort, OptionKey, SidecarOptions } from './options.js';
 import type { RulesFileError } from './errors.js';
 import { type RulesDocument, RulesFileWatcher } from './rules.js';
+import {
+  addressOf,
+  type HandoffListeners,
+  handleOf,
+  type ListenHandle,
+  receiveHandoff,
+  requestUpgrade,
+  UpgradeControl,
+} from './upgrade.js';
 
 /** A running sidecar, as `startSidecar` returns it. */
 export interface SidecarRuntime {
@@ -35,8 +44,19 @@ export interface SidecarRuntime {
   readonly adminAddress: AddressInfo;
   /** Requests being served right now. */
   readonly inFlight: number;
-  /** Stops accepting, lets in-flight requests finish up to `deadlineMs`, then closes everything. */
-  drain(deadlineMs: number): Promise<{ drained: boolean; abandoned: number }>;
+  /**
+   * Stops accepting, lets in-flight requests finish up to `deadlineMs`, then closes everything. With
+   * `waitForConnections` (upgrade) it also waits until clients closed their keep-alive connections (every
+   * HTTP/1.1 response in the drain says `connection: close`), so none is cut under a client about to reuse it.
+   */
+  drain(
+    deadlineMs: number,
+    drainOptions?: { waitForConnections?: boolean },
+  ): Promise<{ drained: boolean; abandoned: number }>;
+  /** The listening sockets, for a successor process (upgrade). */
+  listeners(): HandoffListeners;
+  /** Closes the listening sockets in this process only (a successor keeps serving on its copies). */
+  stopAccepting(): void;
 }
 
 interface RulesState {
@@ -48,7 +68,11 @@ interface RulesState {
 const kCounted = Symbol('httpmesh.sidecar.inflight');
 
 /** Starts proxy, rules, metrics and admin endpoint for the given options. */
-export async function startSidecar(options: SidecarOptions, log: Logger): Promise<SidecarRuntime> {
+export async function startSidecar(
+  options: SidecarOptions,
+  log: Logger,
+  inherited?: HandoffListeners,
+): Promise<SidecarRuntime> {
   if (options.controlPlane.length > 0 && options.rules !== undefined) {
     throw new UsageError('--control-plane and --rules are two rules sources: give one');
   }
@@ -167,6 +191,12 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
           inFlight--;
           if (inFlight === 0 && drainWaiter !== null) drainWaiter();
         },
+        onResponseHead(exchange) {
+          // Draining: the client must not reuse this connection (HTTP/1.1; h2 would need GOAWAY).
+          if (draining && exchange.clientProtocol === 'http/1.1' && exchange.responseHeaders !== undefined) {
+            exchange.responseHeaders['connection'] = 'close';
+          }
+        },
       },
       {
         name: 'metrics',
@@ -226,26 +256,49 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
     onError,
   });
   let inbound: MitmProxy | null = null;
-  const listeners: NetServer[] = [];
+  // Closing these stops accepting in this process only (a successor keeps its copies of the sockets).
+  const closers: (() => void)[] = [];
   let proxyAddress: AddressInfo;
   let inboundAddress: AddressInfo | null = null;
+  let proxyHandle: ListenHandle;
+  let inboundHandle: ListenHandle | null = null;
 
-  const listenNet = async (port: number, host: string, proxy: MitmProxy, dir: 'outbound' | 'inbound') => {
+  // A successor (upgrade) listens on the handle its predecessor sent instead of binding.
+  const listenOn = (server: NetServer, at: ListenHandle | HostPort): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      if ('port' in at) server.listen(at.port, at.host, () => resolve());
+      else server.listen(at, () => resolve());
+    });
+  const listenNet = async (
+    at: ListenHandle | HostPort,
+    proxy: MitmProxy,
+    dir: 'outbound' | 'inbound',
+  ): Promise<ListenHandle> => {
     const server = createNetServer((socket: Socket) => {
       accepted[dir]++;
       // mitm-core reads SO_ORIGINAL_DST itself (falling back to SNI / Host when the addon is missing).
       proxy.handleConnection(socket);
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    });
-    listeners.push(server);
-    return server.address() as AddressInfo;
+    await listenOn(server, at);
+    closers.push(() => server.close());
+    return handleOf(server);
   };
 
   if (options.mode === 'explicit') {
-    proxyAddress = await outbound.listen(options.listen.port, options.listen.host);
+    // The sidecar owns the listening socket and lends its handle to mitm-core's acceptor (Node's
+    // `server.listen(handle)`), so it can close it to stop accepting and send it to a successor.
+    // (No I/O turn runs between the bind and the acceptor taking the handle: both happen in one tick.)
+    if (inherited !== undefined) {
+      proxyHandle = inherited.proxy;
+      proxyAddress = await outbound.listen(inherited.proxy as unknown as number);
+    } else {
+      const server = createNetServer();
+      await listenOn(server, options.listen);
+      proxyHandle = handleOf(server);
+      proxyAddress = await outbound.listen(server as unknown as number);
+    }
+    closers.push(() => proxyHandle.close());
   } else {
     // Inbound: plain HTTP (asked with the original destination IP) is parsed and measured; TLS with an
     // SNI name is the service's own and passes through untouched.
@@ -257,8 +310,18 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
     });
     // Outbound connections are redirected by nat OUTPUT to 127.0.0.1: never expose the outbound port
     // beyond loopback (it would be an open proxy). Inbound ones arrive on the pod address.
-    proxyAddress = await listenNet(options.outboundPort, '127.0.0.1', outbound, 'outbound');
-    inboundAddress = await listenNet(options.inboundPort, '0.0.0.0', inbound, 'inbound');
+    proxyHandle = await listenNet(
+      inherited?.proxy ?? { host: '127.0.0.1', port: options.outboundPort },
+      outbound,
+      'outbound',
+    );
+    inboundHandle = await listenNet(
+      inherited?.inbound ?? { host: '0.0.0.0', port: options.inboundPort },
+      inbound,
+      'inbound',
+    );
+    proxyAddress = addressOf(proxyHandle);
+    inboundAddress = addressOf(inboundHandle);
   }
 
   const admin: HttpServer = createHttpServer((req, res) => {
@@ -304,8 +367,17 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
   });
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject);
-    admin.listen(options.admin.port, options.admin.host, () => resolve());
+    if (inherited !== undefined) admin.listen(inherited.admin, () => resolve());
+    else admin.listen(options.admin.port, options.admin.host, () => resolve());
   });
+  let accepting = true;
+  const stopAccepting = (): void => {
+    if (!accepting) return;
+    accepting = false;
+    for (const close of closers) close();
+    // The admin socket goes to the successor too; our open admin connections keep working.
+    admin.close();
+  };
   const adminAddress = admin.address() as AddressInfo;
   log.info(
     {
@@ -325,13 +397,16 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
     get inFlight() {
       return inFlight;
     },
-    async drain(deadlineMs) {
+    listeners() {
+      return { proxy: proxyHandle, inbound: inboundHandle, admin: handleOf(admin) };
+    },
+    stopAccepting,
+    async drain(deadlineMs, drainOptions) {
       draining = true;
+      const deadline = Date.now() + deadlineMs;
       watcher?.close();
       await controlPlane?.close();
-      // Stop accepting. (Explicit mode: mitm-core's listener has no stop-accepting call of its own, so
-      // new connections there are still served until close(); readiness already reports draining.)
-      for (const server of listeners) server.close();
+      for (const close of closers) close();
       let drained = inFlight === 0;
       if (!drained) {
         drained = await new Promise<boolean>((resolve) => {
@@ -342,10 +417,15 @@ export async function startSidecar(options: SidecarOptions, log: Logger): Promis
           };
         });
       }
+      if (drained && drainOptions?.waitForConnections === true) {
+        // Keep-alive connections close after their next response (connection: close) or when idle.
+        const open = () => outbound.stats.openClientSockets + (inbound?.stats.openClientSockets ?? 0);
+        while (open() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      }
       const abandoned = inFlight;
       await Promise.all([outbound.close(), inbound?.close()]);
       await plugins.stop();
-      await new Promise<void>((resolve) => admin.close(() => resolve()));
+      if (accepting) await new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
       await prometheus.shutdown();
       log.info({ event: 'sidecar.stopped', drained, abandoned }, 'sidecar stopped');
@@ -361,15 +441,49 @@ export async function runSidecar(
   log: Logger,
 ): Promise<number> {
   log.debug({ event: 'options', options, sources }, 'resolved options');
-  const runtime = await startSidecar(options, log);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  if (options.upgradeFrom !== undefined) return requestUpgrade(options.upgradeFrom, log);
+  // Started by an upgrade: serve on the predecessor's sockets (see upgrade.ts).
+  const handoff = await receiveHandoff();
+  let runtime: SidecarRuntime;
+  try {
+    runtime = await startSidecar(options, log, handoff?.listeners);
+  } catch (error) {
+    handoff?.failed(error as Error);
+    throw error;
+  }
+  if (handoff !== null) {
+    await handoff.serving();
+    log.info(
+      { event: 'upgrade.serving', pid: process.pid },
+      'serving on the sockets of the previous process',
+    );
+  }
+  const control = await UpgradeControl.listen(options.controlSocket, log, runtime).catch(
+    (e: Error & { code?: string }) => {
+      log.warn(
+        { event: 'upgrade.control_unavailable', path: options.controlSocket, err: e.message },
+        'no control socket: upgrades are not possible for this process',
+      );
+      return null;
+    },
+  );
+  handoff?.controlReady();
+  const reason = await new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
+    control?.upgraded.then(() => resolve('upgrade'));
   });
   log.info(
-    { event: 'sidecar.draining', signal, inFlight: runtime.inFlight, deadlineMs: options.drainTimeout },
+    {
+      event: 'sidecar.draining',
+      signal: reason,
+      inFlight: runtime.inFlight,
+      deadlineMs: options.drainTimeout,
+    },
     'draining',
   );
-  await runtime.drain(options.drainTimeout);
+  if (reason !== 'upgrade') control?.close();
+  const result = await runtime.drain(options.drainTimeout, { waitForConnections: reason === 'upgrade' });
+  await control?.finish(result);
   return 0;
 }

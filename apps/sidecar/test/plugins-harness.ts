@@ -155,7 +155,8 @@ export async function startSidecarProcess(opts: {
     ).catch((e: Error) => {
       throw new Error(`${e.message}\nsidecar stderr:\n${raw.text.slice(-4000)}`);
     });
-    if (line === null) throw new Error(`sidecar exited early:\n${raw.text.slice(-4000)}`);
+    if (line === null || line === undefined)
+      throw new Error(`sidecar exited early:\n${raw.text.slice(-4000)}`);
     return line;
   };
   const started = await waitForLog((l) => l.event === 'sidecar.started');
@@ -209,6 +210,8 @@ export function viaProxy(
       },
     );
     req.on('error', reject);
+    // A request that hangs is a failure with a name, not a test timeout.
+    req.setTimeout(15_000, () => req.destroy(new Error(`no response within 15 s for ${path}`)));
     req.end();
   });
 }
