@@ -12,32 +12,7 @@ function alertSpec(spec: object): AlertRuleSpec {
   return compiled.alert;
 }
 
-describe('WindowedAggregator as the control plane feeds it', () => {
-  test('a window only covers the slots inside it; totals keep everything', () => {
-    let now = 1_000_000;
-    const metrics = new WindowedAggregator({ slotMs: 10_000, clock: () => now });
-    metrics.ingest(ordersSnapshot('payments', 10, 0));
-    now += 30_000;
-    metrics.ingest(ordersSnapshot('payments', 5, 5));
-    const last20s = metrics.query(['service'], 20_000);
-    expect(last20s[0]).toMatchObject({ requests: 10, errors: 5, errorRatio: 0.5 });
-    expect(last20s[0]?.rate).toBeCloseTo(10 / 20);
-    expect(metrics.query(['service'], 60_000)[0]).toMatchObject({ requests: 20, errors: 5 });
-    expect(metrics.total.view(['service'])[0]?.requests).toBe(20);
-    expect(metrics.timeseries(60_000).map((p) => p.requests)).toEqual([10, 10]);
-  });
-
-  test('a malformed snapshot is rejected whole and counted', () => {
-    const metrics = new WindowedAggregator();
-    expect(() => metrics.ingest({ version: 2 })).toThrow(
-      expect.objectContaining({ code: 'HTTPMESH_METRICS_SNAPSHOT_INVALID' }),
-    );
-    expect(() => metrics.ingest('not an object')).toThrow();
-    expect(metrics.snapshotsRejected).toBe(2);
-    expect(metrics.total.snapshotCount).toBe(0);
-  });
-});
-
+// Window queries themselves are tested in @httpmesh/metrics (test/windowed.test.ts); here only the alerts.
 describe('AlertEngine', () => {
   test('pending until the condition held forSeconds, then firing; p99 threshold; resolve', () => {
     let now = 5_000_000;

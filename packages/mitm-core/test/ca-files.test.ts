@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, test } from 'vitest';
 import { CertificateAuthority } from '../src/ca/index.js';
-import { hasOpenssl, inCi, opensslVerify } from './ca-helpers.js';
+import { hasOpenssl, inCi, opensslSelfSigned, opensslVerify } from './ca-helpers.js';
 
 const needsOpenssl = !hasOpenssl && !inCi;
 const DAY = 86_400_000;
@@ -116,42 +116,19 @@ describe('load() input validation', () => {
       [['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], 'EC PRIVATE KEY'],
       [['-newkey', 'rsa:2048'], 'RSA PRIVATE KEY'],
     ] as const) {
-      const dir = tempDir();
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          ...algorithmArgs,
-          '-nodes',
-          '-keyout',
-          join(dir, 'k.pem'),
-          '-out',
-          join(dir, 'c.pem'),
-          '-subj',
-          '/CN=Org CA',
-          '-days',
-          '30',
-          '-addext',
-          'basicConstraints=critical,CA:TRUE',
-          '-addext',
-          'keyUsage=critical,keyCertSign,cRLSign',
-        ],
-        { stdio: 'ignore' },
-      );
+      const made = opensslSelfSigned({
+        subject: '/CN=Org CA',
+        keyArgs: algorithmArgs,
+        extensions: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign'],
+      });
       // Convert the PKCS#8 key OpenSSL wrote to the traditional format.
       const traditional = execFileSync(
         'openssl',
-        [
-          algorithmArgs[1] === 'ec' ? 'ec' : 'rsa',
-          '-in',
-          join(dir, 'k.pem'),
-          ...(algorithmArgs[1] === 'ec' ? [] : ['-traditional']),
-        ],
-        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+        [algorithmArgs[1] === 'ec' ? 'ec' : 'rsa', ...(algorithmArgs[1] === 'ec' ? [] : ['-traditional'])],
+        { encoding: 'utf8', input: made.keyPem, stdio: ['pipe', 'pipe', 'ignore'] },
       );
       expect(traditional).toContain(keyHeader);
-      const certPem = readFileSync(join(dir, 'c.pem'), 'utf8');
+      const { certPem } = made;
       const ca = await CertificateAuthority.load(certPem, traditional);
       const leaf = await ca.issueLeaf(['org.test']);
       expect(opensslVerify(certPem, leaf.certPem, undefined, ['-purpose', 'sslserver']).ok).toBe(true);
@@ -224,69 +201,26 @@ describe('load() input validation', () => {
   });
 
   test.skipIf(needsOpenssl)('a CA without keyCertSign usage -> HTTPMESH_CA_NOT_CA', async () => {
-    const dir = tempDir();
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        join(dir, 'k.pem'),
-        '-out',
-        join(dir, 'c.pem'),
-        '-subj',
-        '/CN=NoSign',
-        '-days',
-        '3',
-        '-addext',
-        'basicConstraints=critical,CA:TRUE',
-        '-addext',
-        'keyUsage=critical,digitalSignature',
-      ],
-      { stdio: 'ignore' },
-    );
-    await expect(
-      CertificateAuthority.load(
-        readFileSync(join(dir, 'c.pem'), 'utf8'),
-        readFileSync(join(dir, 'k.pem'), 'utf8'),
-      ),
-    ).rejects.toMatchObject({ code: 'HTTPMESH_CA_NOT_CA' });
+    const { certPem, keyPem } = opensslSelfSigned({
+      subject: '/CN=NoSign',
+      days: 3,
+      extensions: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,digitalSignature'],
+    });
+    await expect(CertificateAuthority.load(certPem, keyPem)).rejects.toMatchObject({
+      code: 'HTTPMESH_CA_NOT_CA',
+    });
   });
 
   test.skipIf(needsOpenssl)('an Ed25519 CA -> HTTPMESH_CA_KEY_UNSUPPORTED', async () => {
-    const dir = tempDir();
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ed25519',
-        '-nodes',
-        '-keyout',
-        join(dir, 'k.pem'),
-        '-out',
-        join(dir, 'c.pem'),
-        '-subj',
-        '/CN=Ed',
-        '-days',
-        '3',
-        '-addext',
-        'basicConstraints=critical,CA:TRUE',
-      ],
-      { stdio: 'ignore' },
-    );
-    await expect(
-      CertificateAuthority.load(
-        readFileSync(join(dir, 'c.pem'), 'utf8'),
-        readFileSync(join(dir, 'k.pem'), 'utf8'),
-      ),
-    ).rejects.toMatchObject({ code: 'HTTPMESH_CA_KEY_UNSUPPORTED' });
+    const { certPem, keyPem } = opensslSelfSigned({
+      subject: '/CN=Ed',
+      keyArgs: ['-newkey', 'ed25519'],
+      days: 3,
+      extensions: ['basicConstraints=critical,CA:TRUE'],
+    });
+    await expect(CertificateAuthority.load(certPem, keyPem)).rejects.toMatchObject({
+      code: 'HTTPMESH_CA_KEY_UNSUPPORTED',
+    });
   });
 
   test('an expired CA -> HTTPMESH_CA_EXPIRED', async () => {

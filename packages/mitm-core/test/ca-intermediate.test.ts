@@ -9,7 +9,7 @@ import {
   X509Certificate,
   X509CertificateGenerator,
 } from '../src/ca/x509.js';
-import { hasOpenssl, inCi, opensslText, opensslVerify } from './ca-helpers.js';
+import { hasOpenssl, inCi, opensslSelfSigned, opensslText, opensslVerify } from './ca-helpers.js';
 
 const needsOpenssl = !hasOpenssl && !inCi;
 
@@ -252,57 +252,28 @@ describe('issueIntermediate', () => {
   test.skipIf(needsOpenssl)(
     'a loaded constrained CA cannot widen its constraints in an intermediate',
     async () => {
-      const { execFileSync } = await import('node:child_process');
-      const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
-      const { join } = await import('node:path');
-      const { tmpdir } = await import('node:os');
-      const dir = mkdtempSync(join(tmpdir(), 'mitm-ca-widen-'));
-      try {
-        execFileSync(
-          'openssl',
-          [
-            'req',
-            '-x509',
-            '-newkey',
-            'ec',
-            '-pkeyopt',
-            'ec_paramgen_curve:P-256',
-            '-nodes',
-            '-keyout',
-            join(dir, 'k.pem'),
-            '-out',
-            join(dir, 'c.pem'),
-            '-subj',
-            '/CN=Constrained Org CA',
-            '-days',
-            '30',
-            '-addext',
-            'basicConstraints=critical,CA:TRUE',
-            '-addext',
-            'keyUsage=critical,keyCertSign',
-            '-addext',
-            'nameConstraints=critical,permitted;DNS:corp.test',
-          ],
-          { stdio: 'ignore' },
-        );
-        const rootPem = readFileSync(join(dir, 'c.pem'), 'utf8');
-        const org = await CertificateAuthority.load(rootPem, readFileSync(join(dir, 'k.pem'), 'utf8'));
-        expect(org.constrained).toBe(true);
-        await expect(org.issueLeaf(['evil.example'])).rejects.toMatchObject({
-          code: 'HTTPMESH_CA_NAME_NOT_PERMITTED',
-        });
-        await expect(org.issueIntermediate({ permittedDomains: ['evil.example'] })).rejects.toMatchObject({
-          code: 'HTTPMESH_CA_NAME_NOT_PERMITTED',
-        });
-        const narrower = await org.issueIntermediate({ permittedDomains: ['team.corp.test'] });
-        await expect(narrower.issueLeaf(['other.corp.test'])).rejects.toMatchObject({
-          code: 'HTTPMESH_CA_NAME_NOT_PERMITTED',
-        });
-        const leaf = await narrower.issueLeaf(['api.team.corp.test']);
-        expect(opensslVerify(rootPem, leaf.certPem, narrower.certPem).ok).toBe(true);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      const { certPem: rootPem, keyPem } = opensslSelfSigned({
+        subject: '/CN=Constrained Org CA',
+        extensions: [
+          'basicConstraints=critical,CA:TRUE',
+          'keyUsage=critical,keyCertSign',
+          'nameConstraints=critical,permitted;DNS:corp.test',
+        ],
+      });
+      const org = await CertificateAuthority.load(rootPem, keyPem);
+      expect(org.constrained).toBe(true);
+      await expect(org.issueLeaf(['evil.example'])).rejects.toMatchObject({
+        code: 'HTTPMESH_CA_NAME_NOT_PERMITTED',
+      });
+      await expect(org.issueIntermediate({ permittedDomains: ['evil.example'] })).rejects.toMatchObject({
+        code: 'HTTPMESH_CA_NAME_NOT_PERMITTED',
+      });
+      const narrower = await org.issueIntermediate({ permittedDomains: ['team.corp.test'] });
+      await expect(narrower.issueLeaf(['other.corp.test'])).rejects.toMatchObject({
+        code: 'HTTPMESH_CA_NAME_NOT_PERMITTED',
+      });
+      const leaf = await narrower.issueLeaf(['api.team.corp.test']);
+      expect(opensslVerify(rootPem, leaf.certPem, narrower.certPem).ok).toBe(true);
     },
   );
 

@@ -6,7 +6,7 @@ import type { SecureContext, TLSSocket } from 'node:tls';
 import { describe, expect, test } from 'vitest';
 import { CertificateAuthority } from '../src/ca/index.js';
 import type { CreateCaOptions } from '../src/ca/index.js';
-import { hasOpenssl, inCi, opensslText, opensslVerify } from './ca-helpers.js';
+import { hasOpenssl, inCi, opensslSelfSigned, opensslText, opensslVerify } from './ca-helpers.js';
 
 const DAY = 86_400_000;
 const needsOpenssl = !hasOpenssl && !inCi;
@@ -383,51 +383,16 @@ describe('leaf encoding edge cases', () => {
   test.skipIf(needsOpenssl)(
     'leaves from an OpenSSL CA with a PrintableString subject chain to it',
     async () => {
-      const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
-      const { join } = await import('node:path');
-      const { tmpdir } = await import('node:os');
-      const { execFileSync } = await import('node:child_process');
-      const dir = mkdtempSync(join(tmpdir(), 'mitm-ca-printable-'));
-      try {
-        execFileSync(
-          'openssl',
-          [
-            'req',
-            '-x509',
-            '-newkey',
-            'ec',
-            '-pkeyopt',
-            'ec_paramgen_curve:P-256',
-            '-nodes',
-            '-keyout',
-            join(dir, 'k.pem'),
-            '-out',
-            join(dir, 'c.pem'),
-            '-subj',
-            '/C=DE/O=Example Org/CN=Org Root',
-            '-days',
-            '30',
-            '-addext',
-            'basicConstraints=critical,CA:TRUE',
-            '-addext',
-            'keyUsage=critical,keyCertSign',
-            '-config',
-            '/dev/null',
-            '-set_serial',
-            '7',
-            '-utf8',
-            '-multivalue-rdn',
-          ],
-          { stdio: 'ignore', env: { ...process.env, OPENSSL_CONF: '/dev/null' } },
-        );
-        const certPem = readFileSync(join(dir, 'c.pem'), 'utf8');
-        const ca = await CertificateAuthority.load(certPem, readFileSync(join(dir, 'k.pem'), 'utf8'));
-        const leaf = await ca.issueLeaf(['org.test']);
-        expect(new X509Certificate(leaf.certPem).issuer).toBe(new X509Certificate(certPem).subject);
-        expect(opensslVerify(certPem, leaf.certPem).ok).toBe(true);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      const { certPem, keyPem } = opensslSelfSigned({
+        subject: '/C=DE/O=Example Org/CN=Org Root',
+        extraArgs: ['-config', '/dev/null', '-set_serial', '7', '-utf8', '-multivalue-rdn'],
+        extensions: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign'],
+        env: { ...process.env, OPENSSL_CONF: '/dev/null' },
+      });
+      const ca = await CertificateAuthority.load(certPem, keyPem);
+      const leaf = await ca.issueLeaf(['org.test']);
+      expect(new X509Certificate(leaf.certPem).issuer).toBe(new X509Certificate(certPem).subject);
+      expect(opensslVerify(certPem, leaf.certPem).ok).toBe(true);
     },
   );
 });

@@ -207,6 +207,11 @@ function keyAlgorithmSpec(algorithm: CaKeyAlgorithm | LeafKeyAlgorithm): KeyAlgo
   }
 }
 
+/** A fresh extractable key pair (exported later as PKCS#8 / SPKI) for a CA, a leaf template or a client. */
+async function generateKeyPair(crypto: WebCryptoProvider, spec: KeyAlgorithmSpec): Promise<CryptoKeyPair> {
+  return (await crypto.subtle.generateKey(spec.generate, true, ['sign', 'verify'])) as CryptoKeyPair;
+}
+
 function signatureKindOf(algorithm: CaKeyAlgorithm): SignatureKind {
   if (algorithm === 'ECDSA-P256') return 'ecdsa-sha256';
   if (algorithm === 'ECDSA-P384') return 'ecdsa-sha384';
@@ -339,10 +344,7 @@ export class CertificateAuthority {
     const algorithm = options.keyAlgorithm ?? 'ECDSA-P256';
     const spec = keyAlgorithmSpec(algorithm);
     const crypto = toPeculiarCrypto(policy.crypto);
-    const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
-      'sign',
-      'verify',
-    ])) as CryptoKeyPair;
+    const keys = await generateKeyPair(policy.crypto, spec);
     const now = policy.clock();
     const ski = await SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto);
     const cert = await X509CertificateGenerator.createSelfSigned(
@@ -597,10 +599,7 @@ export class CertificateAuthority {
     const spec = keyAlgorithmSpec(keyAlgorithm);
     const { policy } = state;
     const crypto = toPeculiarCrypto(policy.crypto);
-    const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
-      'sign',
-      'verify',
-    ])) as CryptoKeyPair;
+    const keys = await generateKeyPair(policy.crypto, spec);
     // Whole seconds, so the returned dates equal the encoded ones.
     const now = Math.floor(policy.clock() / 1000) * 1000;
     const notBefore = new Date(now - HOUR_MS);
@@ -679,10 +678,7 @@ export class CertificateAuthority {
       options.keyAlgorithm ?? algorithmOfKey(new NodeX509Certificate(state.certPem).publicKey);
     const spec = keyAlgorithmSpec(algorithm);
     const crypto = toPeculiarCrypto(policy.crypto);
-    const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
-      'sign',
-      'verify',
-    ])) as CryptoKeyPair;
+    const keys = await generateKeyPair(policy.crypto, spec);
     const ski = await SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto);
     const commonName = options.commonName ?? `${firstCommonName(state.cert)} intermediate`.slice(0, 64);
     const cert = await X509CertificateGenerator.create(
@@ -755,10 +751,7 @@ export class CertificateAuthority {
   async #generateLeafKey(): Promise<LeafKey> {
     const { policy, subjectKeyId, cert, signatureKind } = this.#state;
     const spec = keyAlgorithmSpec(policy.leafKeyAlgorithm);
-    const keys = (await policy.crypto.subtle.generateKey(spec.generate, true, [
-      'sign',
-      'verify',
-    ])) as CryptoKeyPair;
+    const keys = await generateKeyPair(policy.crypto, spec);
     const [pkcs8, spki] = await Promise.all([
       policy.crypto.subtle.exportKey('pkcs8', keys.privateKey),
       policy.crypto.subtle.exportKey('spki', keys.publicKey),
