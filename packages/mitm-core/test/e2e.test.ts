@@ -210,7 +210,7 @@ describe('Node clients', () => {
       const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: 'localhost:' + port });
       req.on('connect', (_res, socket) => {
         https.get({ host: 'localhost', port, path: '/extra-ca', socket, agent: false }, (res) => {
-          let body = ''; res.on('data', (c) => (body += c)); res.on('end', () => { console.log(res.statusCode, body); socket.destroy(); });
+          let body = ''; res.on('data', (c) => (body += c)); res.on('end', () => { process.stdout.write(res.statusCode + ' ' + body); socket.destroy(); });
         }).on('error', (e) => { console.log('error', e.code); process.exit(1); });
       });
       req.end();`;
