@@ -70,6 +70,7 @@ describe.skipIf(!haveChromium && process.env['CI'] !== 'true')('dashboard in hea
       adminToken: TOKEN,
       protectReads: true,
       metricsSlotMs: 400,
+      alertIntervalMs: 100,
       ruleSyncDebounce: { quietMs: 5, maxDelayMs: 20 },
       logger: quiet,
     });
@@ -91,6 +92,28 @@ describe.skipIf(!haveChromium && process.env['CI'] !== 'true')('dashboard in hea
     await api(base, 'POST', '/api/rules/InterceptRule', {
       name: 'shop-tls',
       spec: { domain: 'api.shop.test', action: 'INTERCEPT' },
+    });
+    // Fires on the traffic below (4 errors in 60 requests = 6.7 %); the cart pattern's rule stays quiet.
+    await api(base, 'POST', '/api/rules/AlertRule', {
+      name: 'orders-errors',
+      spec: {
+        metric: 'errorRatio',
+        service: 'checkout',
+        method: 'GET',
+        route: '/orders/:id',
+        above: 0.05,
+        forSeconds: 0,
+      },
+    });
+    await api(base, 'POST', '/api/rules/AlertRule', {
+      name: 'cart-errors',
+      spec: {
+        metric: 'errorRatio',
+        service: 'checkout',
+        method: 'GET',
+        route: '/users/:id/cart',
+        above: 0.05,
+      },
     });
 
     client = createRuleSyncClient({
@@ -213,7 +236,11 @@ describe.skipIf(!haveChromium && process.env['CI'] !== 'true')('dashboard in hea
       expect.stringMatching(/^rev 1 create by alice/),
     ]);
     expect(await page.locator('[data-testid=rule][data-rule="InterceptRule/shop-tls"]').count()).toBe(1);
-    expect(await page.locator('#alerts').textContent()).toContain('No active alerts');
+    const alert = page.locator('[data-testid=alert]');
+    await alert.first().waitFor({ timeout: 10_000 });
+    expect(await alert.allTextContents()).toEqual([
+      expect.stringMatching(/^orders-errors: firing \(value 0\.0667\)/),
+    ]);
     expect(await page.locator('[data-testid=error]').count()).toBe(0);
     expect(failures).toEqual([]);
 

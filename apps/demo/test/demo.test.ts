@@ -42,13 +42,15 @@ describe('npm start demo (apps/demo/dist/bin.js)', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'httpmesh-demo-'));
   let demo: ChildProcess | undefined;
   afterAll(() => {
-    if (demo !== undefined && demo.exitCode === null) demo.kill('SIGKILL');
+    if (demo?.pid !== undefined && demo.exitCode === null) process.kill(-demo.pid, 'SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  test('runs the whole mesh, the control plane shows per-pattern metrics, SIGINT stops every child', async () => {
+  test('runs the whole mesh, the control plane shows per-pattern metrics, Ctrl-C (SIGINT to the group) stops every child', async () => {
+    // Own process group, so SIGINT can go to the whole group, as a terminal's Ctrl-C does.
     demo = spawn(process.execPath, [bin, '--http-port', '0', '--rate', '30', '--data-dir', dataDir], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
     });
     let out = '';
     demo.stdout?.on('data', (c: Buffer) => {
@@ -107,7 +109,7 @@ describe('npm start demo (apps/demo/dist/bin.js)', () => {
       expect(t.nackedVersion).toBeNull();
     }
 
-    demo.kill('SIGINT');
+    process.kill(-(demo.pid ?? 0), 'SIGINT');
     expect(await exited).toBe(0);
     expect(out).toMatch(/stopped; \d+ requests answered/);
     for (const pid of pids) expect(alive(pid), `child ${pid} still running`).toBe(false);
