@@ -225,7 +225,8 @@ function addInto(target: HistogramDelta, source: HistogramDelta): void {
   for (let i = 0; i < source.buckets.length; i++) target.buckets[i]! += source.buckets[i]!;
 }
 
-const ALL_DIMENSIONS: readonly ViewDimension[] = [
+/** Every view dimension, in label order (also the Prometheus label order of the mesh export). */
+export const ALL_DIMENSIONS: readonly ViewDimension[] = [
   'service',
   'direction',
   'host',

@@ -1,3 +1,4 @@
+import { ALL_DIMENSIONS } from './aggregator.js';
 import type { MeshAggregator, ViewKey } from './aggregator.js';
 
 type LabelPairs = readonly (readonly [string, string | number | null | undefined])[];
@@ -35,15 +36,8 @@ export function meshPrometheusText(aggregator: MeshAggregator): string {
   const out: string[] = [];
   out.push('# HELP httpmesh_mesh_requests_total Requests seen by all sidecars, per pattern and outcome.');
   out.push('# TYPE httpmesh_mesh_requests_total counter');
-  const outcomeDimensions = [
-    'service',
-    'direction',
-    'host',
-    'route',
-    'method',
-    'statusCode',
-    'errorType',
-  ] as const;
+  // Per-caller series would multiply the exported series; callers stay in the JSON views.
+  const outcomeDimensions = ALL_DIMENSIONS.filter((d) => d !== 'sourceService');
   for (const row of aggregator.view(outcomeDimensions)) {
     const k = row.key;
     const l = labels([...patternLabels(k), ['status_code', k.statusCode], ['error_type', k.errorType]]);
