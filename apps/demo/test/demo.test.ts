@@ -46,74 +46,84 @@ describe('npm start demo (apps/demo/dist/bin.js)', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  test('runs the whole mesh, the control plane shows per-pattern metrics, Ctrl-C (SIGINT to the group) stops every child', async () => {
-    // Own process group, so SIGINT can go to the whole group, as a terminal's Ctrl-C does.
-    demo = spawn(process.execPath, [bin, '--http-port', '0', '--rate', '30', '--data-dir', dataDir], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    let out = '';
-    demo.stdout?.on('data', (c: Buffer) => {
-      out += c.toString('utf8');
-    });
-    demo.stderr?.on('data', (c: Buffer) => {
-      out += c.toString('utf8');
-    });
-    const exited = new Promise<number | null>((resolve) => demo?.once('exit', (code) => resolve(code)));
-
-    const dashboard = await until('dashboard URL printed', 90_000, () => {
-      if (demo?.exitCode !== null) throw new Error(`demo exited early:\n${out}`);
-      return /Dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1];
-    });
-    const token = /admin token: ([\w-]+)/.exec(out)?.[1] ?? '';
-    const pids = (/child pids: ([\d ]+)/.exec(out)?.[1] ?? '').trim().split(' ').map(Number);
-    expect(pids.length).toBeGreaterThanOrEqual(2);
-    // The control plane is the first process, the serving sidecar the last (a replaced binary is in between).
-    expect(alive(pids[0] ?? 0)).toBe(true);
-    expect(alive(pids[pids.length - 1] ?? 0)).toBe(true);
-
-    // The page itself is served by the control plane.
-    const page = await fetch(dashboard);
-    expect(page.status).toBe(200);
-    expect(await page.text()).toContain('httpmesh dashboard');
-
-    const wanted = [
-      'shop.demo.test GET /orders/:id',
-      'shop.demo.test GET /users/:id/cart',
-      'payments.demo.test GET /payments/:id',
-      'payments.demo.test POST /payments',
-    ];
-    const rows = await until('demo patterns with non-zero rates', 60_000, async () => {
-      const res = await fetch(`${dashboard}api/metrics/patterns?window=1m`, {
-        headers: { authorization: `Bearer ${token}` },
+  test.each([
+    ['Ctrl-C (SIGINT to the process group)', 'SIGINT', true],
+    ['SIGTERM to the orchestrator alone', 'SIGTERM', false],
+  ] as const)(
+    'runs the whole mesh, the control plane shows per-pattern metrics, %s stops every child',
+    async (_name, signal, group) => {
+      // Own process group, so a signal can go to the whole group, as a terminal's Ctrl-C does.
+      demo = spawn(process.execPath, [bin, '--http-port', '0', '--rate', '30', '--data-dir', dataDir], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
       });
-      const body = (await res.json()) as { rows: PatternRow[] };
-      const seen = new Map(body.rows.map((r) => [`${r.key.host} ${r.key.method} ${r.key.route}`, r]));
-      return wanted.every((w) => (seen.get(w)?.rate ?? 0) > 0) ? seen : undefined;
-    });
-    for (const w of wanted) {
-      const row = rows.get(w);
-      expect(row?.key.service).toBe('storefront');
-      expect(row?.requests).toBeGreaterThan(0);
-      expect(row?.p50).toBeGreaterThan(0);
-    }
-    // Raw ids never become pattern rows.
-    for (const key of rows.keys()) expect(key).not.toMatch(/\/\d+/);
+      let out = '';
+      demo.stdout?.on('data', (c: Buffer) => {
+        out += c.toString('utf8');
+      });
+      demo.stderr?.on('data', (c: Buffer) => {
+        out += c.toString('utf8');
+      });
+      const exited = new Promise<number | null>((resolve) => demo?.once('exit', (code) => resolve(code)));
 
-    const sidecars = (await (await fetch(`${dashboard}api/sidecars`)).json()) as {
-      sidecars: { service: string; types: { ackedVersion: string | null; nackedVersion: string | null }[] }[];
-    };
-    expect(sidecars.sidecars.map((s) => s.service)).toEqual(['storefront']);
-    for (const t of sidecars.sidecars[0]?.types ?? []) {
-      expect(t.ackedVersion).toBeTruthy();
-      expect(t.nackedVersion).toBeNull();
-    }
+      const dashboard = await until('dashboard URL printed', 90_000, () => {
+        if (demo?.exitCode !== null) throw new Error(`demo exited early:\n${out}`);
+        return /Dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1];
+      });
+      const token = /admin token: ([\w-]+)/.exec(out)?.[1] ?? '';
+      const pids = (/child pids: ([\d ]+)/.exec(out)?.[1] ?? '').trim().split(' ').map(Number);
+      expect(pids.length).toBeGreaterThanOrEqual(2);
+      // The control plane is the first process, the serving sidecar the last (a replaced binary is in between).
+      expect(alive(pids[0] ?? 0)).toBe(true);
+      expect(alive(pids[pids.length - 1] ?? 0)).toBe(true);
 
-    process.kill(-(demo.pid ?? 0), 'SIGINT');
-    expect(await exited).toBe(0);
-    expect(out).toMatch(/stopped; \d+ requests answered/);
-    for (const pid of pids) expect(alive(pid), `child ${pid} still running`).toBe(false);
-  });
+      // The page itself is served by the control plane.
+      const page = await fetch(dashboard);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('httpmesh dashboard');
+
+      const wanted = [
+        'shop.demo.test GET /orders/:id',
+        'shop.demo.test GET /users/:id/cart',
+        'payments.demo.test GET /payments/:id',
+        'payments.demo.test POST /payments',
+      ];
+      const rows = await until('demo patterns with non-zero rates', 60_000, async () => {
+        const res = await fetch(`${dashboard}api/metrics/patterns?window=1m`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        const body = (await res.json()) as { rows: PatternRow[] };
+        const seen = new Map(body.rows.map((r) => [`${r.key.host} ${r.key.method} ${r.key.route}`, r]));
+        return wanted.every((w) => (seen.get(w)?.rate ?? 0) > 0) ? seen : undefined;
+      });
+      for (const w of wanted) {
+        const row = rows.get(w);
+        expect(row?.key.service).toBe('storefront');
+        expect(row?.requests).toBeGreaterThan(0);
+        expect(row?.p50).toBeGreaterThan(0);
+      }
+      // Raw ids never become pattern rows.
+      for (const key of rows.keys()) expect(key).not.toMatch(/\/\d+/);
+
+      const sidecars = (await (await fetch(`${dashboard}api/sidecars`)).json()) as {
+        sidecars: {
+          service: string;
+          types: { ackedVersion: string | null; nackedVersion: string | null }[];
+        }[];
+      };
+      expect(sidecars.sidecars.map((s) => s.service)).toEqual(['storefront']);
+      for (const t of sidecars.sidecars[0]?.types ?? []) {
+        expect(t.ackedVersion).toBeTruthy();
+        expect(t.nackedVersion).toBeNull();
+      }
+
+      process.kill(group ? -(demo.pid ?? 0) : (demo.pid ?? 0), signal);
+      expect(await exited).toBe(0);
+      expect(out).toContain(`stopping (${signal})`);
+      expect(out).toMatch(/stopped; \d+ requests answered/);
+      for (const pid of pids) expect(alive(pid), `child ${pid} still running`).toBe(false);
+    },
+  );
 
   test('rejects malformed arguments with exit code 2 and usage', async () => {
     for (const args of [['--rate', 'lots'], ['--http-port', '70000'], ['--bogus'], ['--rate', '0']]) {
