@@ -92,6 +92,32 @@ export class ProxyClosedError extends MitmProxyError {
   }
 }
 
+export class ResponseBodyTooLargeError extends MitmProxyError {
+  constructor(maxBytes: number) {
+    super(
+      'HTTPMESH_RESPONSE_BODY_TOO_LARGE',
+      `upstream response body exceeds the ${maxBytes}-byte buffering cap`,
+    );
+    this.name = 'ResponseBodyTooLargeError';
+  }
+}
+
+/** The exchange would be sent back to this proxy's own listener (a forwarding loop). */
+export class ProxyLoopError extends MitmProxyError {
+  constructor(target: string) {
+    super('HTTPMESH_PROXY_LOOP', `refusing to forward to ${target}: that is this proxy's own listener`);
+    this.name = 'ProxyLoopError';
+  }
+}
+
+/** A `createMitmProxy` option or a run-time rule update is malformed. */
+export class ProxyOptionsError extends MitmProxyError {
+  constructor(reason: string) {
+    super('HTTPMESH_PROXY_OPTIONS_INVALID', reason);
+    this.name = 'ProxyOptionsError';
+  }
+}
+
 const CERT_ERROR_CODES = new Set([
   'UNABLE_TO_GET_ISSUER_CERT',
   'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
@@ -159,6 +185,8 @@ export function statusForError(error: MitmProxyError): number {
       return 500;
     case 'HTTPMESH_PROXY_CLOSED':
       return 503;
+    case 'HTTPMESH_PROXY_LOOP':
+      return 508;
     default:
       return 502;
   }

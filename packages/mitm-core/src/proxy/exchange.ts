@@ -50,8 +50,13 @@ export interface ExchangeFilter {
   readonly name?: string;
   /** Before forwarding. Mutate `exchange.requestHeaders`/`exchange.upstream`, or return a response. */
   onRequestHead?(exchange: Exchange): MaybePromise<ImmediateResponse | undefined>;
-  /** Upstream head received, before it is sent to the client. Mutate status/headers here. */
-  onResponseHead?(exchange: Exchange): MaybePromise<void>;
+  /**
+   * Upstream head received, before anything is sent to the client. Mutate status/headers here, call
+   * `exchange.readResponseBody(maxBytes)` to see the body first, or return a response that replaces the
+   * upstream one (the upstream response is then aborted; later filters are skipped).
+   */
+  // biome-ignore lint/suspicious/noConfusingVoidType: hooks written before this could return a response return void
+  onResponseHead?(exchange: Exchange): MaybePromise<ImmediateResponse | undefined | void>;
   /** Exactly once per exchange, success or failure. Must not throw (errors are reported, not raised). */
   onComplete?(exchange: Exchange, summary: ExchangeSummary): void;
 }
@@ -90,6 +95,13 @@ export interface Exchange {
    * forwarded instead of the stream. Only from `onRequestHead`; bodies stream untouched unless asked.
    */
   readRequestBody(maxBytes: number): Promise<Buffer>;
+  /**
+   * Buffers the whole upstream response body, at most `maxBytes`, and forwards the buffered bytes (with a
+   * `content-length`) once the response hooks finish; return an `ImmediateResponse` from `onResponseHead` to
+   * send something else instead. Over the cap the upstream response is aborted and the client gets 502
+   * `HTTPMESH_RESPONSE_BODY_TOO_LARGE`. Only from `onResponseHead`; bodies stream untouched unless asked.
+   */
+  readResponseBody(maxBytes: number): Promise<Buffer>;
 }
 
 type RequestHeadOutcome = ImmediateResponse | undefined;
@@ -121,16 +133,22 @@ export function runRequestHead(
   return undefined;
 }
 
+/** Runs `onResponseHead` hooks in order; the first one returning a response ends the chain. */
 export function runResponseHead(
   filters: readonly ExchangeFilter[],
   exchange: Exchange,
   from = 0,
-): MaybePromise<void> {
+): MaybePromise<ImmediateResponse | undefined> {
   for (let i = from; i < filters.length; i++) {
     const hook = (filters[i] as ExchangeFilter).onResponseHead;
     if (hook === undefined) continue;
     const outcome = hook.call(filters[i], exchange);
-    if (isPromise(outcome)) return outcome.then(() => runResponseHead(filters, exchange, i + 1));
+    if (isPromise(outcome)) {
+      return outcome.then((resolved) =>
+        resolved !== undefined && resolved !== null ? resolved : runResponseHead(filters, exchange, i + 1),
+      );
+    }
+    if (outcome !== undefined && outcome !== null) return outcome;
   }
   return undefined;
 }

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import type { Duplex, Readable } from 'node:stream';
@@ -15,7 +16,9 @@ import {
   classifyUpstreamError,
   FilterError,
   MitmProxyError,
+  ProxyLoopError,
   RequestBodyTooLargeError,
+  ResponseBodyTooLargeError,
   statusForError,
 } from './errors.js';
 import {
@@ -31,7 +34,13 @@ import {
 } from './exchange.js';
 import { endToEndRequestHeaders, endToEndResponseHeaders, serializeUpgradeHead } from './headers.js';
 import { PinnedHostMemory } from './pinning.js';
-import { getOriginalDestination, type OriginalDestination } from '../native/index.js';
+import {
+  createOriginalDestinationReader,
+  getOriginalDestination,
+  type OriginalDestination,
+  type OriginalDestinationReader,
+} from '../native/index.js';
+import { compileHostRule, type HostRule } from './host-rules.js';
 
 /** What the proxy needs from a certificate authority (satisfied by `CertificateAuthority`). */
 export interface SecureContextSource {
@@ -47,14 +56,38 @@ export interface PinningOptions {
   maxHosts?: number;
 }
 
+/** What `intercept` knows about a connection besides the host. */
+export interface InterceptContext {
+  /** The client is speaking TLS (a ClientHello was seen); false for plain HTTP. */
+  readonly tls: boolean;
+  /** SNI from the ClientHello; undefined for plain HTTP and for TLS clients that sent none. */
+  readonly serverName: string | undefined;
+  /** Transparent mode: where the connection was headed (null when unknown, and for explicit CONNECT). */
+  readonly originalDestination: OriginalDestination | null;
+}
+
 export interface MitmProxyOptions {
   ca: SecureContextSource;
-  /** Decides per host (SNI, CONNECT host or Host header) whether to terminate TLS. Default: always. */
-  intercept?: (host: string) => boolean;
+  /**
+   * Decides per connection whether to terminate TLS / proxy plain HTTP (true) or splice bytes (false).
+   * `host` is the SNI, CONNECT host, original destination IP, or Host header. Default: always.
+   */
+  intercept?: (host: string, context: InterceptContext) => boolean;
   /** PEM roots trusted for upstream TLS in addition to Node's bundled roots. */
   upstreamCa?: readonly string[];
-  /** Hosts whose upstream certificate is NOT verified (explicit opt-out; use sparingly). */
-  insecureUpstreamHosts?: readonly string[];
+  /**
+   * Hosts whose upstream certificate is NOT verified (explicit opt-out; use sparingly): a list (`*.x.com`
+   * matches subdomains of x.com) or a predicate evaluated for every exchange and upgrade, so rules may change
+   * at run time. See also `setInsecureUpstreamHosts`. Default: always verify.
+   */
+  insecureUpstreamHosts?: HostRule;
+  /**
+   * Reads SO_ORIGINAL_DST for `handleConnection` (default: the package's addon next to its `build/`). For a
+   * single executable, pass `createOriginalDestinationReader({ addonPath })` or use `originalDestinationAddonPath`.
+   */
+  originalDestinationReader?: OriginalDestinationReader;
+  /** Path of the compiled `original_dst.node` (ignored when `originalDestinationReader` is given). */
+  originalDestinationAddonPath?: string;
   filters?: readonly ExchangeFilter[];
   pinning?: PinningOptions;
   /** Offer h2 to TLS clients via ALPN (default true). */
@@ -86,6 +119,10 @@ export interface MitmProxyStats {
   readonly exchanges: number;
   /** Client TLS handshakes completed (intercepted connections). */
   readonly tlsHandshakes: number;
+  /** Exchanges started and not yet completed (for draining after `stopAccepting`). */
+  readonly activeExchanges: number;
+  /** True after `stopAccepting` (or `close`). */
+  readonly draining: boolean;
 }
 
 export interface MitmProxy {
@@ -99,6 +136,15 @@ export interface MitmProxy {
   handleConnection(socket: Socket, originalDestination?: OriginalDestination | null): void;
   /** Replaces the filter chain; exchanges already running keep the chain they started with. */
   setFilters(filters: readonly ExchangeFilter[]): void;
+  /** Replaces the upstream verification opt-out (list or predicate); applies from the next exchange. */
+  setInsecureUpstreamHosts(rule: HostRule | undefined): void;
+  /**
+   * Graceful drain: closes the explicit-proxy listener (new connections are refused), closes idle
+   * keep-alive client connections, answers the next response on busy HTTP/1.1 connections with
+   * `Connection: close`, and sends HTTP/2 clients GOAWAY. In-flight exchanges and tunnels finish. Resolves
+   * once the listener is closed; poll `stats.activeExchanges` / `openClientSockets`, then call `close()`.
+   */
+  stopAccepting(): Promise<void>;
   readonly stats: MitmProxyStats;
   close(): Promise<void>;
 }
@@ -106,9 +152,12 @@ export interface MitmProxy {
 interface TunnelTarget {
   /** Host name from CONNECT / SNI / Host, or the original destination IP. */
   host: string;
+  /** 0 when unknown (transparent mode without an original destination): the scheme's default port. */
   port: number;
   /** Address to dial in transparent mode (original destination IP). */
   address: string | undefined;
+  /** Transparent mode: the original destination as read (or passed); null otherwise. */
+  destination: OriginalDestination | null;
 }
 
 /** Attached to client sockets so request handlers know where the connection was going. */
@@ -152,6 +201,7 @@ class ExchangeState implements Exchange {
   upstreamHeadersTimeoutMs: number | undefined = undefined;
   upstreamBodyTimeoutMs: number | undefined = undefined;
   #bodyReader: ((maxBytes: number) => Promise<Buffer>) | undefined;
+  #responseBodyReader: ((maxBytes: number) => Promise<Buffer>) | undefined;
 
   constructor(
     clientProtocol: 'http/1.1' | 'h2',
@@ -182,6 +232,19 @@ class ExchangeState implements Exchange {
 
   setBodyReader(reader: (maxBytes: number) => Promise<Buffer>): void {
     this.#bodyReader = reader;
+  }
+
+  setResponseBodyReader(reader: ((maxBytes: number) => Promise<Buffer>) | undefined): void {
+    this.#responseBodyReader = reader;
+  }
+
+  readResponseBody(maxBytes: number): Promise<Buffer> {
+    if (this.#responseBodyReader === undefined) {
+      return Promise.reject(
+        new FilterError('readResponseBody', { cause: new Error('only from onResponseHead') }),
+      );
+    }
+    return this.#responseBodyReader(maxBytes);
   }
 
   readRequestBody(maxBytes: number): Promise<Buffer> {
@@ -270,7 +333,7 @@ function plainResponse(status: number, code: string, message: string): string {
 /** Creates the TLS-intercepting proxy engine. See README for the filter-chain design. */
 export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   const ca = options.ca;
-  const intercept = options.intercept ?? (() => true);
+  const intercept: (host: string, context: InterceptContext) => boolean = options.intercept ?? (() => true);
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
   const headersTimeoutMs = options.headersTimeoutMs ?? 30_000;
   const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
@@ -279,14 +342,38 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     options.pinning?.maxHosts ?? 10_000,
     options.pinning?.ttlMs ?? 3_600_000,
   );
-  const insecureHosts = new Set((options.insecureUpstreamHosts ?? []).map((h) => h.toLowerCase()));
+  let insecureUpstream = compileHostRule(options.insecureUpstreamHosts, 'insecureUpstreamHosts');
+  /** Fails closed: a throwing predicate means "verify". */
+  const isInsecureUpstream = (host: string): boolean => {
+    if (insecureUpstream === undefined) return false;
+    try {
+      return insecureUpstream(host) === true;
+    } catch (error) {
+      reportError(new FilterError('insecureUpstreamHosts', { cause: error }));
+      return false;
+    }
+  };
+  const originalDestinationReader =
+    options.originalDestinationReader ??
+    (options.originalDestinationAddonPath === undefined
+      ? undefined
+      : createOriginalDestinationReader({ addonPath: options.originalDestinationAddonPath }));
+  const readOriginalDestination = (socket: Socket): OriginalDestination | null =>
+    originalDestinationReader === undefined
+      ? getOriginalDestination(socket)
+      : originalDestinationReader.read(socket);
   const reportError = options.onError ?? (() => {});
   const http2Enabled = options.http2 ?? true;
   let filters: readonly ExchangeFilter[] = options.filters ?? [];
   let exchanges = 0;
   let tlsHandshakes = 0;
+  let activeExchanges = 0;
   let closing = false;
+  let draining = false;
   const clientSockets = new Set<Duplex>();
+  const h2Sessions = new Set<http2.ServerHttp2Session>();
+  /** Ports this proxy listens on (explicit acceptor, transparent sockets' local ports): loop detection. */
+  const ownPorts = new Set<number>();
 
   // Upstream pools. Transparent mode dials the original destination IP while verifying the name.
   // One context for every upstream connection: passing `ca` per connection re-parses ~140 roots each time
@@ -333,8 +420,10 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   };
   const verifiedAgent = makeAgent(true);
   let insecureAgent: Agent | undefined;
+  // Chosen per exchange, so a rule change applies to the next request, and connections opened without
+  // verification live in their own pool: they are never reused for a host that must be verified.
   const agentFor = (host: string): Dispatcher => {
-    if (insecureHosts.size > 0 && insecureHosts.has(host)) {
+    if (isInsecureUpstream(host)) {
       insecureAgent ??= makeAgent(false);
       return insecureAgent;
     }
@@ -435,6 +524,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     const carrier = targetOf(tlsSocket);
     if (pinningEnabled && carrier !== undefined) watchSilentClose(tlsSocket, carrier);
   });
+  tlsServer.on('session', (session: http2.ServerHttp2Session) => {
+    if (draining) session.close();
+    h2Sessions.add(session);
+    session.once('close', () => h2Sessions.delete(session));
+  });
   tlsServer.on('sessionError', () => {});
   tlsServer.on('error', () => {});
   // Internal servers never listen, but the header-timeout sweeper of node:http starts on 'listening'.
@@ -454,7 +548,12 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     }
     socket.write(CONNECT_ESTABLISHED);
     if (head.length > 0) socket.unshift(head);
-    void handleTunnel(socket, { host: parsed.host, port: parsed.port, address: undefined });
+    void handleTunnel(socket, {
+      host: parsed.host,
+      port: parsed.port,
+      address: undefined,
+      destination: null,
+    });
   }
 
   async function handleTunnel(socket: Socket, target: TunnelTarget): Promise<void> {
@@ -474,15 +573,19 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
           socket.destroy();
           return;
         }
-        if ((pinningEnabled && pinned.has(host)) || !intercept(host)) {
-          splice(socket, target);
+        const tlsTarget = target.port === 0 ? { ...target, port: 443 } : target;
+        if (
+          (pinningEnabled && pinned.has(host)) ||
+          !decideIntercept(host, true, parse.info.serverName, target.destination)
+        ) {
+          splice(socket, target.host === '' ? { ...tlsTarget, host } : tlsTarget);
           return;
         }
-        terminateTls(socket, target, host, parse.info);
+        terminateTls(socket, tlsTarget, host, parse.info);
         return;
       }
       case 'not-tls': {
-        if (target.host !== '' && !intercept(target.host)) {
+        if (target.host !== '' && !decideIntercept(target.host, false, undefined, target.destination)) {
           splice(socket, target);
           return;
         }
@@ -501,8 +604,29 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     }
   }
 
+  /** A throwing `intercept` is reported and treated as "do not intercept" (splice, as if not configured). */
+  function decideIntercept(
+    host: string,
+    isTls: boolean,
+    serverName: string | undefined,
+    originalDestination: OriginalDestination | null,
+  ): boolean {
+    try {
+      return intercept(host, { tls: isTls, serverName, originalDestination }) === true;
+    } catch (error) {
+      reportError(new FilterError('intercept', { cause: error }));
+      return false;
+    }
+  }
+
   function splice(client: Socket, target: TunnelTarget): void {
-    const upstream = net.connect({ host: target.address ?? target.host, port: target.port });
+    const dial = target.address ?? target.host;
+    if (isOwnListener(dial, target.port)) {
+      reportError(new ProxyLoopError(`${dial}:${target.port}`));
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect({ host: dial, port: target.port });
     upstream.setNoDelay(true);
     const teardown = (): void => {
       client.destroy();
@@ -603,7 +727,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         upstream: {
           protocol: 'http:',
           host: parsed.host,
-          port: parsed.port ?? carrier.port,
+          port: parsed.port ?? 80,
           address: undefined,
         },
         path: url,
@@ -695,6 +819,10 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       endToEndRequestHeaders(req.headers),
       start,
     );
+    activeExchanges++;
+    // Draining: this response tells an HTTP/1.1 client to go elsewhere next (node adds Connection: close
+    // and closes the socket once it is sent). HTTP/2 sessions got GOAWAY instead.
+    if (draining && !h2) (res as ServerResponse).shouldKeepAlive = false;
     const chain = filters;
     if (chain.length === 0) {
       forward(req, res, state, chain);
@@ -756,6 +884,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   ): void {
     if (state.timings.end !== undefined) return;
     state.timings.end = performance.now();
+    activeExchanges--;
     if (chain.length === 0) return;
     const summary: ExchangeSummary = {
       timings: state.timings,
@@ -796,6 +925,10 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     chain: readonly ExchangeFilter[],
   ): void {
     const upstream = state.upstream;
+    if (ownPorts.has(upstream.port) && isOwnListener(upstream.address ?? upstream.host, upstream.port)) {
+      finishWithError(req, res, state, chain, new ProxyLoopError(`${upstream.host}:${upstream.port}`));
+      return;
+    }
     if (upstream.address !== undefined)
       rememberAddress(`${upstream.host}:${upstream.port}`, upstream.address);
     const withBody = hasRequestBody(req);
@@ -817,6 +950,14 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     let finished = false;
     let pending: Buffer[] | undefined;
     let ended = false;
+    let paused = false;
+    /** Set while a filter buffers the response body (`readResponseBody`). */
+    let bodyWaiter:
+      | { maxBytes: number; resolve: (body: Buffer) => void; reject: (error: Error) => void }
+      | undefined;
+    let bodyPromise: Promise<Buffer> | undefined;
+    /** The response body a filter buffered: sent with a content-length instead of the streamed chunks. */
+    let bufferedResponse: Buffer | undefined;
 
     const onClientGone = (): void => {
       if (finished) return;
@@ -831,7 +972,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
 
     const writeHead = (): void => {
       headWritten = true;
-      const headers = state.responseHeaders ?? {};
+      let headers = state.responseHeaders ?? {};
+      if (bufferedResponse !== undefined) {
+        headers = { ...headers, 'content-length': String(bufferedResponse.length) };
+        pending = [bufferedResponse];
+      }
       try {
         (res as ServerResponse).writeHead(state.status, headers as http.OutgoingHttpHeaders);
       } catch (error) {
@@ -866,6 +1011,74 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       complete(state, chain, error);
     };
 
+    /** Resolves a buffering filter with what arrived, once the upstream body is complete. */
+    const settleBody = (): void => {
+      if (bodyWaiter === undefined) return;
+      const chunks = pending ?? [];
+      pending = [];
+      bufferedResponse = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+      const waiter = bodyWaiter;
+      bodyWaiter = undefined;
+      waiter.resolve(bufferedResponse);
+    };
+
+    const readResponseBody = (maxBytes: number): Promise<Buffer> => {
+      if (bodyPromise !== undefined) return bodyPromise;
+      bodyPromise = new Promise<Buffer>((resolve, reject) => {
+        if (headWritten || finished) {
+          reject(new FilterError('readResponseBody', { cause: new Error('response already sent') }));
+          return;
+        }
+        let held = 0;
+        for (const chunk of pending ?? []) held += chunk.length;
+        if (held > maxBytes) {
+          const error = new ResponseBodyTooLargeError(maxBytes);
+          reject(error);
+          controllerRef?.abort(error);
+          return;
+        }
+        bodyWaiter = { maxBytes, resolve, reject };
+        pending ??= [];
+        if (ended) settleBody();
+        else if (paused) {
+          paused = false;
+          controllerRef?.resume();
+        }
+      });
+      return bodyPromise;
+    };
+
+    /** A response filter answered instead of the upstream: drop the upstream response and send that. */
+    const replaceResponse = (immediate: ImmediateResponse): void => {
+      if (finished) return;
+      finished = true;
+      if (!ended) controllerRef?.abort(new ClientAbortedError());
+      if (withBody && !(req as { complete?: boolean }).complete) req.resume();
+      sendImmediate(res, immediate, state);
+      complete(state, chain, undefined);
+    };
+
+    const afterResponseHead = (immediate: ImmediateResponse | undefined): void => {
+      state.setResponseBodyReader(undefined);
+      if (bodyWaiter !== undefined) {
+        // The hook returned without awaiting the body it asked for: stream instead.
+        bodyWaiter.reject(
+          new FilterError('readResponseBody', { cause: new Error('not awaited by the hook') }),
+        );
+        bodyWaiter = undefined;
+      }
+      if (immediate !== undefined) {
+        replaceResponse(immediate);
+        return;
+      }
+      if (finished) return;
+      writeHead();
+      if (paused) {
+        paused = false;
+        controllerRef?.resume();
+      }
+    };
+
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart(controller) {
         controllerRef = controller;
@@ -880,30 +1093,44 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
           writeHead();
           return;
         }
-        let outcome: void | Promise<void>;
+        state.setResponseBodyReader(readResponseBody);
+        let outcome: ReturnType<typeof runResponseHead>;
         try {
           outcome = runResponseHead(chain, state);
         } catch (error) {
-          controller.abort(new FilterError('onResponseHead', { cause: error }));
+          state.setResponseBodyReader(undefined);
+          controller.abort(responseFilterFailure(error));
           return;
         }
         if (isPromise(outcome)) {
-          controller.pause();
-          pending = [];
-          outcome.then(
-            () => {
-              writeHead();
-              controller.resume();
-            },
-            (error: unknown) => controller.abort(new FilterError('onResponseHead', { cause: error })),
-          );
+          pending ??= [];
+          // Hold the upstream while the hook thinks, unless it is reading the body (it needs the data).
+          if (bodyWaiter === undefined && bodyPromise === undefined) {
+            paused = true;
+            controller.pause();
+          }
+          outcome.then(afterResponseHead, (error: unknown) => {
+            state.setResponseBodyReader(undefined);
+            controller.abort(responseFilterFailure(error));
+          });
         } else {
-          writeHead();
+          afterResponseHead(outcome);
         }
       },
       onResponseData(controller, chunk) {
         state.responseBodyBytes += chunk.length;
         if (!headWritten) {
+          if (bodyWaiter !== undefined) {
+            let held = chunk.length;
+            for (const part of pending ?? []) held += part.length;
+            if (held > bodyWaiter.maxBytes) {
+              const error = new ResponseBodyTooLargeError(bodyWaiter.maxBytes);
+              bodyWaiter.reject(error);
+              bodyWaiter = undefined;
+              controller.abort(error);
+              return;
+            }
+          }
           pending?.push(chunk);
           return;
         }
@@ -915,8 +1142,13 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       onResponseEnd() {
         ended = true;
         if (headWritten) endResponse();
+        else settleBody();
       },
       onResponseError(_controller, error) {
+        if (bodyWaiter !== undefined) {
+          bodyWaiter.reject(classifyUpstreamError(error, upstream.host, false));
+          bodyWaiter = undefined;
+        }
         fail(error);
       },
     };
@@ -956,6 +1188,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     const upgradeHeader = req.headers.upgrade;
     if (upgradeHeader !== undefined) headers.upgrade = upgradeHeader;
     const dial = upstream.address ?? upstream.host;
+    if (isOwnListener(dial, upstream.port)) {
+      const loop = new ProxyLoopError(`${upstream.host}:${upstream.port}`);
+      clientSocket.end(plainResponse(statusForError(loop), loop.code, loop.message));
+      return;
+    }
     const upstreamSocket: Socket =
       upstream.protocol === 'https:'
         ? tls.connect({
@@ -963,7 +1200,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
             port: upstream.port,
             servername: net.isIP(upstream.host) === 0 ? upstream.host : '',
             secureContext: upstreamContext,
-            rejectUnauthorized: !insecureHosts.has(upstream.host),
+            rejectUnauthorized: !isInsecureUpstream(upstream.host),
             ALPNProtocols: ['http/1.1'],
           })
         : net.connect({ host: dial, port: upstream.port });
@@ -1058,44 +1295,100 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     }
     socket.write(CONNECT_ESTABLISHED);
     if (head.length > 0) socket.unshift(head);
-    void handleTunnel(socket, { host: parsed.host, port: parsed.port, address: undefined });
+    void handleTunnel(socket, {
+      host: parsed.host,
+      port: parsed.port,
+      address: undefined,
+      destination: null,
+    });
   }
 
   const acceptor = net.createServer({ noDelay: true }, acceptExplicit);
 
   // ---- lifecycle ----------------------------------------------------------------------------
 
+  /**
+   * True when dialling `address:port` would reach this proxy's own listener: the port is one we listen on
+   * and the address is loopback, unspecified, or one of this host's interface addresses. Only consulted when
+   * the port matches, so the interface lookup stays off the hot path.
+   */
+  function isOwnListener(address: string, port: number): boolean {
+    if (!ownPorts.has(port)) return false;
+    return isLocalAddress(address);
+  }
+
+  function drainConnections(): void {
+    for (const session of h2Sessions) if (!session.closed) session.close();
+    for (const socket of clientSockets) {
+      const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (current === undefined) continue; // not an HTTP/1.1 connection (raw tunnel layer, splice, h2)
+      if (current === null) continue; // idle: closed below by node's own idle tracking
+      if (!current.headersSent) current.shouldKeepAlive = false;
+      else if (!current.writableFinished) current.once('finish', () => socket.end());
+    }
+    // node:http knows which connections sit between requests (not mid-head); it closes exactly those.
+    plainServer.closeIdleConnections();
+    http.Server.prototype.closeIdleConnections.call(tlsServer as unknown as http.Server);
+  }
+
   return {
     async listen(port = 0, host = '127.0.0.1') {
       acceptor.listen(port, host);
       await once(acceptor, 'listening');
-      return acceptor.address() as AddressInfo;
+      const address = acceptor.address() as AddressInfo;
+      ownPorts.add(address.port);
+      return address;
     },
     handleConnection(socket, originalDestination) {
       if (closing) {
         socket.destroy();
         return;
       }
-      const destination =
-        originalDestination === undefined ? getOriginalDestination(socket) : originalDestination;
+      const localPort = socket.localPort;
+      if (localPort !== undefined && !ownPorts.has(localPort)) ownPorts.add(localPort);
+      let destination =
+        originalDestination === undefined ? readOriginalDestination(socket) : originalDestination;
+      // A connection that was not redirected (conntrack reports the local address) or one aimed at our
+      // own listener: dialling it would connect the proxy to itself. Route by SNI/Host instead.
+      if (destination !== null && isOwnListener(destination.address, destination.port)) destination = null;
       if (destination === null) {
         // Unknown destination: '' makes the tunnel resolve the host from SNI or the Host header.
-        void handleTunnel(socket, { host: '', port: socket.localPort ?? 443, address: undefined });
+        void handleTunnel(socket, { host: '', port: 0, address: undefined, destination: null });
         return;
       }
       void handleTunnel(socket, {
         host: destination.address,
         port: destination.port,
         address: destination.address,
+        destination,
       });
     },
     setFilters(next) {
       filters = [...next];
     },
+    setInsecureUpstreamHosts(rule) {
+      insecureUpstream = compileHostRule(rule, 'insecureUpstreamHosts');
+    },
     get stats() {
-      return { openClientSockets: clientSockets.size, pinnedHosts: pinned.size, exchanges, tlsHandshakes };
+      return {
+        openClientSockets: clientSockets.size,
+        pinnedHosts: pinned.size,
+        exchanges,
+        tlsHandshakes,
+        activeExchanges,
+        draining,
+      };
+    },
+    async stopAccepting() {
+      draining = true;
+      if (acceptor.listening) {
+        // Not close(callback): that waits for every accepted connection, which is what draining is for.
+        acceptor.close();
+      }
+      drainConnections();
     },
     async close() {
+      draining = true;
       closing = true;
       const closed = acceptor.listening ? new Promise((resolve) => acceptor.close(resolve)) : undefined;
       for (const socket of clientSockets) socket.destroy();
@@ -1106,6 +1399,32 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       await Promise.all([closed, verifiedAgent.close(), insecureAgent?.close()]);
     },
   };
+}
+
+/** Same for response hooks: our own errors (body over the cap) keep their code. */
+function responseFilterFailure(error: unknown): MitmProxyError {
+  return error instanceof MitmProxyError ? error : new FilterError('onResponseHead', { cause: error });
+}
+
+let interfaceAddresses: { at: number; addresses: ReadonlySet<string> } | undefined;
+
+/** Loopback, unspecified, or an address of one of this host's interfaces (cached for a second). */
+function isLocalAddress(raw: string): boolean {
+  const address = raw.startsWith('::ffff:') && net.isIPv4(raw.slice(7)) ? raw.slice(7) : raw.toLowerCase();
+  if (address === 'localhost' || address.endsWith('.localhost')) return true;
+  const family = net.isIP(address);
+  if (family === 0) return false;
+  if (family === 4 && (address.startsWith('127.') || address === '0.0.0.0')) return true;
+  if (address === '::1' || address === '::') return true;
+  const now = Date.now();
+  if (interfaceAddresses === undefined || now - interfaceAddresses.at > 1_000) {
+    const addresses = new Set<string>();
+    for (const list of Object.values(os.networkInterfaces())) {
+      for (const entry of list ?? []) addresses.add(entry.address.toLowerCase());
+    }
+    interfaceAddresses = { at: now, addresses };
+  }
+  return interfaceAddresses.addresses.has(address);
 }
 
 /** A filter that fails with one of our errors (e.g. body over the cap) keeps its code and status. */

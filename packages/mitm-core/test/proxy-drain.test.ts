@@ -1,0 +1,115 @@
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { createMitmProxy } from '../src/proxy/proxy.js';
+import {
+  rawRequest,
+  startHttpsUpstream,
+  type TestPki,
+  testPki,
+  tlsThroughProxy,
+  type Upstream,
+  waitFor,
+} from './fixtures/proxy-harness.js';
+
+let pki: TestPki;
+let upstream: Upstream;
+const held: (() => void)[] = [];
+
+beforeAll(async () => {
+  pki = await testPki();
+  // `/slow` is answered only when the test releases it; everything else at once.
+  upstream = await startHttpsUpstream(
+    (req, res) => {
+      const answer = (): void => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '4' });
+        res.end(req.url === '/slow' ? 'slow' : 'fast');
+      };
+      req.resume();
+      if (req.url === '/slow') held.push(answer);
+      else answer();
+    },
+    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
+  );
+});
+
+afterAll(async () => {
+  for (const release of held) release();
+  await upstream.close();
+});
+
+function absolute(path: string): string {
+  return `GET https://localhost:${upstream.port}${path} HTTP/1.1\r\nhost: localhost:${upstream.port}\r\n\r\n`;
+}
+
+test('stopAccepting: new connections are refused, idle ones closed, the in-flight exchange completes with Connection: close', async () => {
+  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
+  const { port } = await proxy.listen(0);
+
+  // An idle keep-alive plain connection and an idle intercepted TLS tunnel.
+  const idlePlain = net.connect(port, '127.0.0.1');
+  await once(idlePlain, 'connect');
+  expect((await rawRequest(idlePlain, absolute('/fast'))).status).toBe(200);
+  const idleTls = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  expect((await rawRequest(idleTls, `GET /fast HTTP/1.1\r\nhost: localhost\r\n\r\n`)).status).toBe(200);
+  const idleClosed = Promise.all([once(idlePlain, 'close'), once(idleTls, 'close')]);
+
+  // A busy connection: its request waits at the upstream.
+  const busy = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const busyClosed = once(busy, 'close');
+  const slowResponse = rawRequest(busy, `GET /slow HTTP/1.1\r\nhost: localhost\r\n\r\n`);
+  await waitFor(() => held.length === 1);
+  expect(proxy.stats.activeExchanges).toBe(1);
+
+  await proxy.stopAccepting();
+  expect(proxy.stats.draining).toBe(true);
+
+  const refused = net.connect(port, '127.0.0.1');
+  const [error] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
+  expect(error.code).toBe('ECONNREFUSED');
+  await idleClosed;
+
+  (held.shift() as () => void)();
+  const response = await slowResponse;
+  expect(response.status).toBe(200);
+  expect(response.body).toBe('slow');
+  expect(response.headers['connection']).toBe('close');
+  await busyClosed;
+  await waitFor(() => proxy.stats.activeExchanges === 0 && proxy.stats.openClientSockets === 0);
+  await proxy.close();
+});
+
+test('stopAccepting sends HTTP/2 clients GOAWAY while their open stream finishes', async () => {
+  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
+  const { port } = await proxy.listen(0);
+  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem, ['h2']);
+  expect(socket.alpnProtocol).toBe('h2');
+  const session = http2.connect(`https://localhost:${upstream.port}`, { createConnection: () => socket });
+  const goaway = once(session, 'goaway');
+  const stream = session.request({ ':path': '/slow' });
+  stream.end();
+  await waitFor(() => held.length === 1);
+
+  await proxy.stopAccepting();
+  await goaway;
+  (held.shift() as () => void)();
+  const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+  let body = '';
+  stream.setEncoding('utf8');
+  for await (const chunk of stream) body += chunk;
+  expect(headers[':status']).toBe(200);
+  expect(body).toBe('slow');
+  await waitFor(() => proxy.stats.activeExchanges === 0);
+  session.close();
+  await proxy.close();
+});
+
+test('stopAccepting without a listener and twice is harmless; close() still ends everything', async () => {
+  const proxy = createMitmProxy({ ca: pki.proxyCa });
+  await proxy.stopAccepting();
+  await proxy.stopAccepting();
+  expect(proxy.stats.draining).toBe(true);
+  await proxy.close();
+  expect(proxy.stats.openClientSockets).toBe(0);
+});
