@@ -41,7 +41,9 @@ export type {
   OriginalDestinationReaderOptions,
 } from './native/index.js';
 export { createMitmProxy } from './proxy/proxy.js';
+export type { HostRule } from './proxy/host-rules.js';
 export type {
+  InterceptContext,
   MitmProxy,
   MitmProxyOptions,
   MitmProxyStats,
@@ -67,7 +69,10 @@ export {
   FilterError,
   MitmProxyError,
   ProxyClosedError,
+  ProxyLoopError,
+  ProxyOptionsError,
   RequestBodyTooLargeError,
+  ResponseBodyTooLargeError,
   UpstreamCertificateError,
   UpstreamResetError,
   UpstreamTimeoutError,
