@@ -31,6 +31,7 @@ export interface SidecarOptions {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   accessLog: boolean;
   drainTimeout: number;
+  metricsInterval: number;
   inboundPorts: number[];
   outboundHttpPorts: number[];
   outboundTlsPorts: number[];
@@ -360,6 +361,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
       default: 10_000,
       placeholder: 'MS',
     },
+  ),
+  spec(
+    'metricsInterval',
+    'metrics-interval',
+    'ms',
+    ['run'],
+    'with --control-plane: upload a metric snapshot this often (ms, at least 100); one more on shutdown',
+    { default: 10_000, placeholder: 'MS' },
   ),
 ];
 

@@ -22,6 +22,7 @@ import { UsageError } from './errors.js';
 import { writeInterceptFile } from './intercept-file.js';
 import { InterceptPolicy } from './intercept-policy.js';
 import { SidecarPlugins } from './plugins.js';
+import { MetricsUploader } from './telemetry.js';
 import type { HostPort, OptionKey, SidecarOptions } from './options.js';
 import type { RulesFileError } from './errors.js';
 import { type RulesDocument, RulesFileWatcher } from './rules.js';
@@ -168,13 +169,16 @@ export async function startSidecar(
     await applyRules(await watcher.start());
   }
   let controlPlane: ControlPlaneSource | null = null;
+  let telemetry: MetricsUploader | null = null;
   if (options.controlPlane.length > 0) {
+    telemetry = new MetricsUploader(metrics, options.metricsInterval, log); // checks the interval first
     // The first push is not awaited: the sidecar serves (not ready, no rules) while it connects.
     controlPlane = await startControlPlaneSource(options, log, (doc) => {
       applyRules(doc).catch((e: Error) =>
         log.error({ event: 'rules.apply_failed', err: e.message }, 'rules not applied'),
       );
     });
+    telemetry.start(controlPlane.client);
   }
 
   const filtersFor = (direction: Direction): ExchangeFilter[] => {
@@ -360,6 +364,7 @@ export async function startSidecar(
           accepted,
           outbound: outbound.stats,
           inbound: inbound?.stats ?? null,
+          telemetry: telemetry?.stats ?? null,
         });
       default:
         return json(404, { error: 'not found' });
@@ -405,7 +410,6 @@ export async function startSidecar(
       draining = true;
       const deadline = Date.now() + deadlineMs;
       watcher?.close();
-      await controlPlane?.close();
       for (const close of closers) close();
       let drained = inFlight === 0;
       if (!drained) {
@@ -424,6 +428,9 @@ export async function startSidecar(
       }
       const abandoned = inFlight;
       await Promise.all([outbound.close(), inbound?.close()]);
+      // After the proxies: exchanges finished while draining are in the final snapshot.
+      await telemetry?.close();
+      await controlPlane?.close();
       await plugins.stop();
       if (accepting) await new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
