@@ -1,5 +1,5 @@
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Where a connection was headed before iptables REDIRECT/DNAT sent it to us. */
@@ -12,7 +12,11 @@ export interface OriginalDestination {
 export type OriginalDestinationLogger = (message: string) => void;
 
 export interface OriginalDestinationReaderOptions {
-  /** Path of the compiled addon. Default: build/Release/original_dst.node of this package. */
+  /**
+   * Absolute path of the compiled addon. Default: build/Release/original_dst.node of this package, found
+   * from `import.meta.url`. Bundled or single-executable builds have no package directory: point this at
+   * the addon shipped beside the binary, e.g. `join(dirname(process.execPath), 'original_dst.node')`.
+   */
   readonly addonPath?: string;
   /** Receives the single line logged when the addon is unavailable. Default: console.warn. */
   readonly logger?: OriginalDestinationLogger;
@@ -34,7 +38,13 @@ interface Addon {
   originalDst(fd: number): { address: string; port: number; family: number };
 }
 
-const DEFAULT_ADDON_PATH = fileURLToPath(new URL('../../build/Release/original_dst.node', import.meta.url));
+/**
+ * Resolved lazily and defensively: in a bundle or single executable `import.meta.url` may be missing or not
+ * a file URL, and that must only disable the addon (with the usual log line), never fail the import.
+ */
+function defaultAddonPath(): string {
+  return fileURLToPath(new URL('../../build/Release/original_dst.node', import.meta.url));
+}
 
 function defaultLogger(message: string): void {
   console.warn(message);
@@ -50,7 +60,6 @@ function socketFd(socket: Socket): number {
 export function createOriginalDestinationReader(
   options?: OriginalDestinationReaderOptions,
 ): OriginalDestinationReader {
-  const addonPath = options?.addonPath ?? DEFAULT_ADDON_PATH;
   const logger = options?.logger ?? defaultLogger;
   // undefined: not tried yet; null: tried and unavailable (logged once).
   let addon: Addon | null | undefined;
@@ -58,7 +67,11 @@ export function createOriginalDestinationReader(
   function load(): Addon | null {
     if (addon !== undefined) return addon;
     try {
-      const loaded = createRequire(import.meta.url)(addonPath) as Partial<Addon>;
+      const addonPath = resolve(options?.addonPath ?? defaultAddonPath());
+      // process.dlopen rather than require: works the same from ESM, CJS bundles and single executables.
+      const holder: { exports: Partial<Addon> } = { exports: {} };
+      process.dlopen(holder, addonPath);
+      const loaded = holder.exports;
       if (typeof loaded.originalDst !== 'function') throw new Error('addon has no originalDst export');
       addon = loaded as Addon;
     } catch (error) {
