@@ -1,4 +1,11 @@
-export { DEMO_SERVICE, DemoStartError, freePort, patternsWithTraffic, startDemo } from './orchestrator.js';
+export {
+  builtBin,
+  DEMO_SERVICE,
+  DemoStartError,
+  freePort,
+  patternsWithTraffic,
+  startDemo,
+} from './orchestrator.js';
 export type { DemoChild, DemoOptions, RunningDemo } from './orchestrator.js';
 export { runDemoCli } from './cli.js';
 export { startTrafficGenerator } from './traffic.js';

@@ -6,7 +6,6 @@ import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CertificateAuthority } from '@httpmesh/mitm-core';
-import type { FallbackSidecarConfig } from './fallback-sidecar.js';
 import { startTrafficGenerator, type TrafficGenerator, type TrafficTarget } from './traffic.js';
 import {
   type DemoUpstream,
@@ -25,27 +24,22 @@ export interface DemoOptions {
   httpPort?: number;
   /** Requests per second of the traffic generator. Default 20. */
   ratePerSecond?: number;
-  /** Metric snapshot period of the stand-in sidecar (ignored by the real binary). Default 1000 ms. */
-  snapshotIntervalMs?: number;
-  /** Which implementation to run: the built binaries (`binary`), the package-API stand-ins, or `auto`. */
-  controlPlane?: 'auto' | 'binary' | 'fallback';
-  sidecar?: 'auto' | 'binary' | 'fallback';
+  /** How often the sidecar uploads metric snapshots (`--metrics-interval`). Default 1000 ms. */
+  metricsIntervalMs?: number;
   /** Progress lines for humans. Default: none. */
   log?: (line: string) => void;
   /** Called when a child process exits while the demo is running (not during `stop()`). */
   onChildExit?: (name: string, code: number | null, signal: NodeJS.Signals | null) => void;
   /** Startup deadline per component. Default 30 000 ms. */
   startTimeoutMs?: number;
-  /**
-   * `sidecar: 'auto'` only: how long the built sidecar may take to get its first metrics to the control
-   * plane before the demo switches to the stand-in (a binary that does not upload snapshots). Default 15 000 ms.
-   */
+  /** Admin token of the control plane. Default: 18 random bytes, base64url (may start with '-'). */
+  adminToken?: string;
+  /** How long the sidecar may take to get its first metrics to the control plane. Default 15 000 ms. */
   metricsDeadlineMs?: number;
 }
 
 export interface DemoChild {
   readonly name: 'control-plane' | 'sidecar';
-  readonly implementation: 'binary' | 'fallback';
   readonly process: ChildProcess;
   readonly logFile: string;
 }
@@ -56,7 +50,7 @@ export interface RunningDemo {
   readonly adminToken: string;
   readonly proxy: { host: string; port: number };
   readonly children: readonly DemoChild[];
-  /** Every process the demo started, including a sidecar binary replaced by the stand-in. */
+  /** Every process the demo started: the control plane, then the sidecar. */
   readonly pids: readonly number[];
   readonly upstreams: { shop: DemoUpstream; payments: HttpsDemoUpstream };
   readonly traffic: TrafficGenerator;
@@ -74,6 +68,26 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 function packageDir(name: string): string {
   return dirname(require.resolve(`${name}/package.json`));
+}
+
+/** The built bin of `pkg` (`dist/cli.js`); a clear error when it was not built. */
+export function builtBin(
+  pkg: '@httpmesh/control-plane' | '@httpmesh/sidecar',
+  command: string,
+  dir?: string,
+): string {
+  let cli: string;
+  try {
+    cli = join(dir ?? packageDir(pkg), 'dist', 'cli.js');
+  } catch {
+    throw new DemoStartError(`${command}: package ${pkg} is not installed (run \`npm install\` at the root)`);
+  }
+  if (!existsSync(cli)) {
+    throw new DemoStartError(
+      `${command} is not built (${cli} is missing): \`npm start\` builds it, or run \`npx nx run ${pkg}:build\``,
+    );
+  }
+  return cli;
 }
 
 /** A free loopback port (bound then released: the component binds it again a moment later). */
@@ -228,47 +242,26 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
     const httpPort =
       options.httpPort === undefined ? 8080 : options.httpPort === 0 ? await freePort() : options.httpPort;
     const grpcPort = await freePort();
-    const adminToken = randomBytes(18).toString('base64url');
+    const adminToken = options.adminToken ?? randomBytes(18).toString('base64url');
     const apiUrl = `http://127.0.0.1:${httpPort}`;
-    const cpCli = join(packageDir('@httpmesh/control-plane'), 'dist', 'cli.js');
-    const cpImpl =
-      options.controlPlane === 'fallback' || (options.controlPlane !== 'binary' && !existsSync(cpCli))
-        ? 'fallback'
-        : 'binary';
-    const cp =
-      cpImpl === 'binary'
-        ? spawnNode(
-            'control-plane',
-            cpCli,
-            [
-              'serve',
-              '--http',
-              `127.0.0.1:${httpPort}`,
-              '--grpc',
-              `127.0.0.1:${grpcPort}`,
-              '--data-dir',
-              join(dataDir, 'control-plane'),
-              '--admin-token',
-              adminToken,
-            ],
-            {},
-            logDir,
-          )
-        : spawnNode(
-            'control-plane',
-            join(here, 'fallback-control-plane.js'),
-            [],
-            {
-              HTTPMESH_DEMO_CONTROL_PLANE: JSON.stringify({
-                http: `127.0.0.1:${httpPort}`,
-                grpc: `127.0.0.1:${grpcPort}`,
-                dataDir: join(dataDir, 'control-plane'),
-                adminToken,
-                metricsSlotMs: 2_000,
-              }),
-            },
-            logDir,
-          );
+    // Both bins are checked before anything starts, so a missing build fails at once and says what to run.
+    const cpCli = builtBin('@httpmesh/control-plane', 'httpmesh-control-plane');
+    const sidecarCli = builtBin('@httpmesh/sidecar', 'httpmesh-sidecar');
+    // `--flag=value` throughout: a generated value may start with '-' (a base64url token does one time in
+    // 32) and would otherwise be read as a flag ("argument is ambiguous").
+    const cp = spawnNode(
+      'control-plane',
+      cpCli,
+      [
+        'serve',
+        `--http=127.0.0.1:${httpPort}`,
+        `--grpc=127.0.0.1:${grpcPort}`,
+        `--data-dir=${join(dataDir, 'control-plane')}`,
+        `--admin-token=${adminToken}`,
+      ],
+      {},
+      logDir,
+    );
     spawned.push(cp);
     await waitFor(
       'control plane',
@@ -277,10 +270,10 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
       () =>
         cp.exit === undefined ? undefined : `exited (${cp.exit.code ?? cp.exit.signal}): ${cp.output()}`,
     );
-    children.push({ name: 'control-plane', implementation: cpImpl, process: cp.child, logFile: cp.logFile });
+    children.push({ name: 'control-plane', process: cp.child, logFile: cp.logFile });
     watchExit('control-plane', cp);
     say(
-      `control plane (${cpImpl === 'binary' ? 'httpmesh-control-plane serve' : 'in-package stand-in'}) on ${apiUrl}, rule-sync 127.0.0.1:${grpcPort} (plaintext, loopback dev mode)`,
+      `control plane (httpmesh-control-plane serve) on ${apiUrl}, rule-sync 127.0.0.1:${grpcPort} (plaintext, loopback dev mode)`,
     );
 
     // --- rules, created through the API like an operator would -----------------------------------
@@ -325,87 +318,47 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
       validityDays: 30,
     });
     await meshCa.saveToDir(caDir);
+    mkdirSync(join(dataDir, 'sidecar'), { recursive: true });
     const proxy = { host: '127.0.0.1', port: await freePort() };
     const adminPort = await freePort();
-    const sidecarCli = join(packageDir('@httpmesh/sidecar'), 'dist', 'cli.js');
     // Intercept rules need DNS names; the sidecar resolves the demo's names through a preload (no root).
     const hostsEnv = {
       HTTPMESH_DEMO_HOSTS: JSON.stringify({ [shop.host]: '127.0.0.1', [payments.host]: '127.0.0.1' }),
     };
     const hostsPreload = ['--import', pathToFileURL(join(here, 'demo-hosts.js')).href];
-    const startBinarySidecar = () =>
-      spawnNode(
-        'sidecar',
-        sidecarCli,
-        [
-          'run',
-          '--mode',
-          'explicit',
-          '--listen',
-          `${proxy.host}:${proxy.port}`,
-          '--admin',
-          `127.0.0.1:${adminPort}`,
-          '--control-plane',
-          `127.0.0.1:${grpcPort}`,
-          '--service',
-          DEMO_SERVICE,
-          '--ca-dir',
-          caDir,
-          '--upstream-ca',
-          paymentsCaFile,
-          '--rules-cache',
-          join(dataDir, 'sidecar', 'rules-last-good.bin'),
-        ],
-        hostsEnv,
-        logDir,
-        hostsPreload,
-      );
-    const startFallbackSidecar = () => {
-      const config: FallbackSidecarConfig = {
-        listen: proxy,
-        admin: { host: '127.0.0.1', port: adminPort },
-        controlPlane: `127.0.0.1:${grpcPort}`,
-        service: DEMO_SERVICE,
-        nodeId: `${DEMO_SERVICE}-demo-1`,
-        caDir,
-        upstreamCaFile: paymentsCaFile,
-        snapshotIntervalMs: options.snapshotIntervalMs ?? 1_000,
-      };
-      return spawnNode(
-        'sidecar',
-        join(here, 'fallback-sidecar.js'),
-        [],
-        { HTTPMESH_DEMO_SIDECAR: JSON.stringify(config), ...hostsEnv },
-        logDir,
-        hostsPreload,
-      );
-    };
-    const sidecarReady = (s: Spawned) =>
-      waitFor(
-        'sidecar',
-        deadline,
-        () => httpOk(`http://127.0.0.1:${adminPort}/readyz`),
-        () => (s.exit === undefined ? undefined : `exited (${s.exit.code ?? s.exit.signal}): ${s.output()}`),
-      );
-    let sidecarImpl: 'binary' | 'fallback' = options.sidecar === 'fallback' ? 'fallback' : 'binary';
-    let sidecar = sidecarImpl === 'binary' ? startBinarySidecar() : startFallbackSidecar();
+    const sidecar = spawnNode(
+      'sidecar',
+      sidecarCli,
+      [
+        'run',
+        '--mode=explicit',
+        `--listen=${proxy.host}:${proxy.port}`,
+        `--admin=127.0.0.1:${adminPort}`,
+        `--control-plane=127.0.0.1:${grpcPort}`,
+        `--service=${DEMO_SERVICE}`,
+        `--node-id=${DEMO_SERVICE}-demo-1`,
+        `--ca-dir=${caDir}`,
+        `--upstream-ca=${paymentsCaFile}`,
+        `--rules-cache=${join(dataDir, 'sidecar', 'rules-last-good.bin')}`,
+        `--control-socket=${join(dataDir, 'sidecar', 'control.sock')}`,
+        `--metrics-interval=${options.metricsIntervalMs ?? 1_000}`,
+      ],
+      hostsEnv,
+      logDir,
+      hostsPreload,
+    );
     spawned.push(sidecar);
-    try {
-      await sidecarReady(sidecar);
-    } catch (err) {
-      // A sidecar binary that cannot talk to a control plane yet refuses --control-plane as a usage error (2).
-      if (options.sidecar !== 'auto' && options.sidecar !== undefined) throw err;
-      if (sidecarImpl !== 'binary' || sidecar.exit?.code !== 2) throw err;
-      say(
-        `httpmesh-sidecar refused --control-plane (${sidecar.output().trim().split('\n').pop()}); using the in-package stand-in`,
-      );
-      sidecarImpl = 'fallback';
-      sidecar = startFallbackSidecar();
-      spawned.push(sidecar);
-      await sidecarReady(sidecar);
-    }
+    await waitFor(
+      'sidecar',
+      deadline,
+      () => httpOk(`http://127.0.0.1:${adminPort}/readyz`),
+      () =>
+        sidecar.exit === undefined
+          ? undefined
+          : `exited (${sidecar.exit.code ?? sidecar.exit.signal}): ${sidecar.output()}`,
+    );
     say(
-      `sidecar (${sidecarImpl === 'binary' ? 'httpmesh-sidecar run --mode explicit' : 'in-package stand-in'}) proxy ${proxy.host}:${proxy.port}, admin 127.0.0.1:${adminPort}`,
+      `sidecar (httpmesh-sidecar run --mode explicit) proxy ${proxy.host}:${proxy.port}, admin 127.0.0.1:${adminPort}, metric snapshots every ${options.metricsIntervalMs ?? 1_000} ms`,
     );
 
     // --- traffic ---------------------------------------------------------------------------------
@@ -429,31 +382,17 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
       `traffic generator: ${options.ratePerSecond ?? 20} req/s through the sidecar (HTTP absolute-URI, HTTPS via CONNECT + interception)`,
     );
 
-    if (sidecarImpl === 'binary' && (options.sidecar ?? 'auto') === 'auto') {
-      const metricsSeen = await waitFor(
-        'sidecar metrics',
-        options.metricsDeadlineMs ?? 15_000,
-        async () => ((await patternsWithTraffic(apiUrl, adminToken)) > 0 ? true : undefined),
-        () =>
-          sidecar.exit === undefined ? undefined : `exited (${sidecar.exit.code ?? sidecar.exit.signal})`,
-      ).catch(() => false);
-      if (!metricsSeen) {
-        say(
-          'httpmesh-sidecar sent no metric snapshots to the control plane yet; switching to the in-package stand-in',
-        );
-        await stopChild(sidecar.child, 10_000);
-        sidecarImpl = 'fallback';
-        sidecar = startFallbackSidecar();
-        spawned.push(sidecar);
-        await sidecarReady(sidecar);
-      }
-    }
-    children.push({
-      name: 'sidecar',
-      implementation: sidecarImpl,
-      process: sidecar.child,
-      logFile: sidecar.logFile,
-    });
+    // The dashboard is only worth its URL once the sidecar's metrics reach the control plane.
+    await waitFor(
+      'sidecar metrics in the control plane',
+      options.metricsDeadlineMs ?? 15_000,
+      async () => ((await patternsWithTraffic(apiUrl, adminToken)) > 0 ? true : undefined),
+      () =>
+        sidecar.exit === undefined
+          ? undefined
+          : `sidecar exited (${sidecar.exit.code ?? sidecar.exit.signal}): ${sidecar.output()}`,
+    );
+    children.push({ name: 'sidecar', process: sidecar.child, logFile: sidecar.logFile });
     watchExit('sidecar', sidecar);
 
     return {

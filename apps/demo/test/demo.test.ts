@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
+import { builtBin, DemoStartError, startDemo } from '../dist/index.js';
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
 
@@ -72,10 +73,12 @@ describe('npm start demo (apps/demo/dist/bin.js)', () => {
       });
       const token = /admin token: ([\w-]+)/.exec(out)?.[1] ?? '';
       const pids = (/child pids: ([\d ]+)/.exec(out)?.[1] ?? '').trim().split(' ').map(Number);
-      expect(pids.length).toBeGreaterThanOrEqual(2);
-      // The control plane is the first process, the serving sidecar the last (a replaced binary is in between).
-      expect(alive(pids[0] ?? 0)).toBe(true);
-      expect(alive(pids[pids.length - 1] ?? 0)).toBe(true);
+      // The control plane and the sidecar, both the real bins (no stand-in exists any more).
+      expect(pids).toHaveLength(2);
+      for (const pid of pids) expect(alive(pid)).toBe(true);
+      expect(out).toContain('control plane (httpmesh-control-plane serve)');
+      expect(out).toContain('sidecar (httpmesh-sidecar run --mode explicit)');
+      expect(readFileSync(join(dataDir, 'logs', 'sidecar.log'), 'utf8')).toContain('"sidecar.started"');
 
       // The page itself is served by the control plane.
       const page = await fetch(dashboard);
@@ -136,5 +139,50 @@ describe('npm start demo (apps/demo/dist/bin.js)', () => {
       expect(code, args.join(' ')).toBe(2);
       expect(err).toContain('Usage: npm start');
     }
+  });
+
+  test('a generated-looking token that starts with "-" reaches the control plane intact (--admin-token=)', async () => {
+    const token = '-demo-token-with-a-leading-dash-0123';
+    const demo = await startDemo({ dataDir: join(dataDir, 'dash'), httpPort: 0, adminToken: token });
+    try {
+      expect(demo.adminToken).toBe(token);
+      // The sidecar's metrics already reached the control plane (startDemo waits for them).
+      const ok = await fetch(`${demo.apiUrl}/api/rules/RouteSet`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name: 'extra',
+          spec: { host: 'extra.demo.test', routes: [{ pattern: '/x' }] },
+        }),
+      });
+      expect(ok.status).toBe(201);
+      const refused = await fetch(`${demo.apiUrl}/api/rules/RouteSet/extra`, {
+        method: 'DELETE',
+        headers: { authorization: 'Bearer demo-token-with-a-leading-dash-0123' },
+      });
+      expect(refused.status).toBe(401);
+    } finally {
+      await demo.stop();
+    }
+    for (const child of demo.children)
+      expect(child.process.exitCode ?? child.process.signalCode).not.toBeNull();
+  });
+
+  test('a missing bin is a clear start error naming the build command', () => {
+    const empty = join(dataDir, 'no-build');
+    mkdirSync(empty, { recursive: true });
+    let error: unknown;
+    try {
+      builtBin('@httpmesh/sidecar', 'httpmesh-sidecar', empty);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(DemoStartError);
+    expect((error as DemoStartError).code).toBe('HTTPMESH_DEMO_START_FAILED');
+    expect((error as Error).message).toContain('httpmesh-sidecar is not built');
+    expect((error as Error).message).toContain('npx nx run @httpmesh/sidecar:build');
+    expect(builtBin('@httpmesh/control-plane', 'httpmesh-control-plane')).toMatch(
+      /control-plane\/dist\/cli\.js$/,
+    );
   });
 });
