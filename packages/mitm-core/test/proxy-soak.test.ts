@@ -120,6 +120,8 @@ test(`${TLS_CONNECTIONS + PLAIN_CONNECTIONS} connections leave fds, sockets and 
 
   await settle(baselineFds);
   expect(proxy.stats.openClientSockets).toBe(0);
+  // Every exchange completed exactly once: the drain counter is back to zero.
+  expect(proxy.stats.activeExchanges).toBe(0);
   expect(fdCount()).toBeLessThanOrEqual(baselineFds + 2);
   gc();
   const heapGrowth = process.memoryUsage().heapUsed - baselineHeap;

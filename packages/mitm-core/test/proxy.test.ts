@@ -303,7 +303,12 @@ describe('upstream failures', () => {
     socket.destroy();
     await waitFor(() => upstreamAborted);
     await waitFor(() => completed.slice(done).some((c) => c.summary.errorCode === 'HTTPMESH_CLIENT_ABORTED'));
-    await waitFor(() => sink.server.listenerCount('request') > 0 && proxy.stats.openClientSockets === 0);
+    await waitFor(
+      () =>
+        sink.server.listenerCount('request') > 0 &&
+        proxy.stats.openClientSockets === 0 &&
+        proxy.stats.activeExchanges === 0,
+    );
     await sink.close();
   });
 });
