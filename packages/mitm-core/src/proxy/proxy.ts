@@ -1344,8 +1344,12 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         socket.destroy();
         return;
       }
+      // The port this socket was accepted on is one of ours (REDIRECT). With TPROXY the local address is the
+      // foreign original destination instead, and its port says nothing about our listeners.
       const localPort = socket.localPort;
-      if (localPort !== undefined && !ownPorts.has(localPort)) ownPorts.add(localPort);
+      if (localPort !== undefined && !ownPorts.has(localPort) && isLocalAddress(socket.localAddress ?? '')) {
+        ownPorts.add(localPort);
+      }
       let destination =
         originalDestination === undefined ? readOriginalDestination(socket) : originalDestination;
       // A connection that was not redirected (conntrack reports the local address) or one aimed at our
