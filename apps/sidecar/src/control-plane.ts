@@ -11,6 +11,7 @@ import {
 import type { Logger } from 'pino';
 import { UsageError } from './errors.js';
 import type { HostPort, SidecarOptions } from './options.js';
+import { pluginRawFromResource } from './plugins.js';
 import { type RulesDocument, validateRules } from './rules.js';
 
 export interface ControlPlaneSource {
@@ -30,6 +31,7 @@ export function resourcesToRules(
   intercept: readonly Resource[],
   routes: readonly Resource[],
   version: string,
+  plugins: readonly Resource[] = [],
 ): RulesDocument {
   const doc = {
     intercept: intercept.flatMap((r) =>
@@ -58,6 +60,9 @@ export function resourcesToRules(
             },
           ]
         : [],
+    ),
+    plugins: plugins.flatMap((r) =>
+      r.body?.$case === 'pluginConfig' ? [pluginRawFromResource(r.body.value)] : [],
     ),
   };
   return validateRules(doc, 'control-plane', version);
@@ -92,11 +97,16 @@ export async function startControlPlaneSource(
   const current = {
     [ResourceType.RESOURCE_TYPE_INTERCEPT_RULE]: [] as readonly Resource[],
     [ResourceType.RESOURCE_TYPE_ROUTE_SET]: [] as readonly Resource[],
+    [ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG]: [] as readonly Resource[],
   };
   const client = createRuleSyncClient({
     addresses,
     node: { id: options.nodeId ?? `${service}-${process.pid}`, service, version: '0.1.0' },
-    subscriptions: [ResourceType.RESOURCE_TYPE_INTERCEPT_RULE, ResourceType.RESOURCE_TYPE_ROUTE_SET],
+    subscriptions: [
+      ResourceType.RESOURCE_TYPE_INTERCEPT_RULE,
+      ResourceType.RESOURCE_TYPE_ROUTE_SET,
+      ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG,
+    ],
     ...(tls === undefined ? { insecure: true } : { tls }),
     persistPath: options.rulesCache,
     validate: (update) => {
@@ -108,7 +118,11 @@ export async function startControlPlaneSource(
         update.type === ResourceType.RESOURCE_TYPE_ROUTE_SET
           ? update.resources
           : current[ResourceType.RESOURCE_TYPE_ROUTE_SET];
-      resourcesToRules(intercept, routes, update.systemVersion); // throws -> NACK with the field in the message
+      const plugins =
+        update.type === ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG
+          ? update.resources
+          : current[ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG];
+      resourcesToRules(intercept, routes, update.systemVersion, plugins); // throws -> NACK with the field in the message
     },
     logger: {
       info: (message) => log.info({ event: 'rule-sync' }, message),
@@ -119,12 +133,18 @@ export async function startControlPlaneSource(
   client.on('applied', (update: AppliedUpdate) => {
     if (
       update.type !== ResourceType.RESOURCE_TYPE_INTERCEPT_RULE &&
-      update.type !== ResourceType.RESOURCE_TYPE_ROUTE_SET
+      update.type !== ResourceType.RESOURCE_TYPE_ROUTE_SET &&
+      update.type !== ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG
     ) {
       return;
     }
     current[update.type] = update.resources;
-    const version = `intercept=${client.version(ResourceType.RESOURCE_TYPE_INTERCEPT_RULE) ?? '-'};routes=${client.version(ResourceType.RESOURCE_TYPE_ROUTE_SET) ?? '-'}`;
+    const version =
+      `intercept=${client.version(ResourceType.RESOURCE_TYPE_INTERCEPT_RULE) ?? '-'};routes=${client.version(ResourceType.RESOURCE_TYPE_ROUTE_SET) ?? '-'}` +
+      // Plugins only once the control plane sent any (keeps the version of plugin-less meshes unchanged).
+      (client.version(ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG) === undefined
+        ? ''
+        : `;plugins=${client.version(ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG)}`);
     log.info(
       { event: 'rules.received', source: update.source, type: update.type, version },
       'rules from control plane',
@@ -134,6 +154,7 @@ export async function startControlPlaneSource(
         current[ResourceType.RESOURCE_TYPE_INTERCEPT_RULE],
         current[ResourceType.RESOURCE_TYPE_ROUTE_SET],
         version,
+        current[ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG],
       ),
     );
   });

@@ -6,6 +6,7 @@ import {
   headerListFromRecord,
   headerListToRecord,
   type PluginMetricsSnapshot,
+  parsePluginConfig,
   type PluginProcessSpec,
   PluginSupervisor,
   type SupervisorOptions,
@@ -127,7 +128,7 @@ export function validatePlugins(raw: unknown, path: string, baseDir?: string): S
     }
     if (item['patterns'] !== undefined) {
       spec.patterns = stringList(path, `${field}.patterns`, item['patterns'], (p) =>
-        p.startsWith('/') || p === '*' ? undefined : 'expected a path glob starting with /',
+        p.startsWith('/') ? undefined : 'expected a path pattern starting with / (url-matcher syntax)',
       );
     }
     const order = item['order'];
@@ -151,6 +152,18 @@ export function validatePlugins(raw: unknown, path: string, baseDir?: string): S
       );
     }
     spec.failureMode = mode;
+    // Hosts and patterns are compiled the way the chain compiles them (url-matcher syntax, conflicts).
+    try {
+      parsePluginConfig(spec);
+    } catch (e) {
+      const message = (e as Error).message;
+      const at = message.includes('pattern')
+        ? `${field}.patterns`
+        : message.includes('host')
+          ? `${field}.hosts`
+          : field;
+      throw new RulesFileError(path, at, message);
+    }
     return spec;
   });
 }
@@ -170,6 +183,13 @@ function validAddress(address: string): boolean {
  * open/closed; `timeout_ms = 0` means the 200 ms default. Throws RulesFileError naming the field.
  */
 export function pluginSpecFromResource(config: RuleSyncPluginConfig, index = 0): SidecarPluginSpec {
+  const [spec] = validatePlugins([pluginRawFromResource(config)], 'control-plane');
+  if (spec === undefined) throw new RulesFileError('control-plane', `plugins[${index}]`, 'empty');
+  return spec;
+}
+
+/** rule-sync `PluginConfig` -> the rules file's `plugins[]` item shape (validated by validatePlugins). */
+export function pluginRawFromResource(config: RuleSyncPluginConfig): Record<string, unknown> {
   const failureMode = config.failureMode === 1 ? 'open' : config.failureMode === 2 ? 'closed' : undefined;
   const raw: Record<string, unknown> = {
     name: config.name,
@@ -180,9 +200,7 @@ export function pluginSpecFromResource(config: RuleSyncPluginConfig, index = 0):
   };
   if (config.hosts.length > 0) raw['hosts'] = config.hosts;
   if (config.patterns.length > 0) raw['patterns'] = config.patterns;
-  const [spec] = validatePlugins([raw], 'control-plane').map((s) => s);
-  if (spec === undefined) throw new RulesFileError('control-plane', `plugins[${index}]`, 'empty');
-  return spec;
+  return raw;
 }
 
 /** True when two specs differ only in how the process is run (an upgrade, not a re-configuration). */
@@ -258,9 +276,45 @@ export class SidecarPlugins {
 
   /** Applies a configuration; serialised, so rapid rules edits apply in order. */
   apply(specs: readonly SidecarPluginSpec[]): Promise<void> {
+    this.#clearRetry();
     const next = this.#applying.then(() => this.#apply(specs));
     this.#applying = next.catch(() => {});
+    // A configuration that cannot start (a plugin not up yet, e.g. an external one still starting) is
+    // retried with backoff until it starts or a newer configuration arrives; the plugins in force serve.
+    next.catch(() => this.#scheduleRetry(specs));
     return next;
+  }
+
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryDelayMs = 500;
+
+  #clearRetry(): void {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+  }
+
+  #scheduleRetry(specs: readonly SidecarPluginSpec[]): void {
+    if (this.#stopped || this.#retryTimer !== undefined) return;
+    const delay = this.#retryDelayMs;
+    this.#retryDelayMs = Math.min(delay * 2, 30_000);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      const next = this.#applying.then(() => this.#apply(specs));
+      this.#applying = next.catch(() => {});
+      next.then(
+        () => {
+          this.#retryDelayMs = 500;
+        },
+        (e: Error & { code?: string }) => {
+          this.#log.warn(
+            { event: 'plugins.retry_failed', code: e.code, err: e.message, delayMs: this.#retryDelayMs },
+            'plugins still not applied',
+          );
+          this.#scheduleRetry(specs);
+        },
+      );
+    }, delay);
+    this.#retryTimer.unref();
   }
 
   async #apply(specs: readonly SidecarPluginSpec[]): Promise<void> {
@@ -348,6 +402,7 @@ export class SidecarPlugins {
   /** Stops every plugin process. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#clearRetry();
     await this.#applying;
     const current = this.#current;
     this.#current = undefined;

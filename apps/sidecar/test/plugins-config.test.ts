@@ -11,7 +11,7 @@ describe('rules file plugins', () => {
     const doc = parseRules(
       [
         'plugins:',
-        '  - { name: auth, command: ./bin/auth, args: [--fast], env: { K: v }, cwd: plugins, order: 2, failureMode: closed, hosts: ["*.example.com"], patterns: ["/v1/*"] }',
+        '  - { name: auth, command: ./bin/auth, args: [--fast], env: { K: v }, cwd: plugins, order: 2, failureMode: closed, hosts: ["*.example.com"], patterns: ["/v1/*rest"] }',
         '  - { name: audit, address: unix:/run/audit.sock, order: 1, timeoutMs: 50, failureMode: open }',
         '',
       ].join('\n'),
@@ -25,7 +25,7 @@ describe('rules file plugins', () => {
         env: { K: 'v' },
         cwd: '/etc/httpmesh/plugins',
         hosts: ['*.example.com'],
-        patterns: ['/v1/*'],
+        patterns: ['/v1/*rest'],
         order: 2,
         timeoutMs: DEFAULT_PLUGIN_TIMEOUT_MS,
         failureMode: 'closed',
@@ -65,6 +65,7 @@ describe('rules file plugins', () => {
     [{ plugins: [{ ...ok, timeoutMs: 'fast' }] }, 'plugins[0].timeoutMs', '(0, 60000]'],
     [{ plugins: [{ ...ok, failureMode: 'sometimes' }] }, 'plugins[0].failureMode', 'open or closed'],
     [{ plugins: [{ ...ok, patterns: ['v1/*'] }] }, 'plugins[0].patterns[0]', 'starting with /'],
+    [{ plugins: [{ ...ok, patterns: ['/v1/*'] }] }, 'plugins[0].patterns', 'HTTPMESH_PATTERN_INVALID'],
     [{ plugins: [{ ...ok, hosts: ['a b'] }] }, 'plugins[0].hosts[0]', 'host name'],
     [{ plugins: [{ ...ok, phases: ['x'] }] }, 'plugins[0].phases', 'unknown field'],
   ])('%j is rejected at %s', (doc, field, message) => {
@@ -107,7 +108,7 @@ describe('rule-sync PluginConfig', () => {
         failureMode: PluginConfig_FailureMode.FAILURE_MODE_FAIL_OPEN,
         timeoutMs: 75,
         hosts: ['api.test'],
-        patterns: ['/v1/*'],
+        patterns: ['/v1/*rest'],
       }),
     ).toEqual({
       name: 'authz',
@@ -116,7 +117,7 @@ describe('rule-sync PluginConfig', () => {
       timeoutMs: 75,
       failureMode: 'open',
       hosts: ['api.test'],
-      patterns: ['/v1/*'],
+      patterns: ['/v1/*rest'],
     });
   });
 

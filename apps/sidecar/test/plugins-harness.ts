@@ -115,6 +115,8 @@ export async function waitFor<T>(
 export async function startSidecarProcess(opts: {
   dir: string;
   rules: string;
+  /** Do not pass --rules (e.g. rules from a control plane). */
+  omitRules?: boolean;
   args?: readonly string[];
   env?: Record<string, string>;
 }): Promise<SidecarProcess> {
@@ -131,8 +133,7 @@ export async function startSidecarProcess(opts: {
       '127.0.0.1:0',
       '--ca-dir',
       join(opts.dir, 'ca'),
-      '--rules',
-      rulesFile,
+      ...(opts.omitRules === true ? [] : ['--rules', rulesFile]),
       '--state-dir',
       join(opts.dir, 'state'),
       ...(opts.args ?? []),

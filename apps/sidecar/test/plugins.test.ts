@@ -248,7 +248,7 @@ describe('example plugins chained (header injection, API-key check in Python, au
         `    command: ${JSON.stringify(apiKey.command)}`,
         `    args: ${JSON.stringify(apiKey.args)}`,
         '    env: { HTTPMESH_API_KEYS: "k1,k2" }',
-        '    patterns: [/api/*]',
+        "    patterns: ['/api/*rest']",
         '    order: 20',
         '    failureMode: closed',
         '  - name: audit-logger',
