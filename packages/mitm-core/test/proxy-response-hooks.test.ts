@@ -238,3 +238,28 @@ test('without body hooks a 1 MiB response still streams through a response-head 
   expect(sawHead).toBe(1);
   await proxy.close();
 });
+
+test.each([Number.NaN, -1, 1.5, Number.POSITIVE_INFINITY])(
+  'a malformed cap (%s) for readResponseBody / readRequestBody is refused with 500, never uncapped',
+  async (cap) => {
+    const filters: ExchangeFilter[] = [
+      {
+        async onRequestHead(exchange) {
+          if (exchange.path === '/request-cap') await exchange.readRequestBody(cap);
+          return undefined;
+        },
+        async onResponseHead(exchange) {
+          if (exchange.path === '/chunked') await exchange.readResponseBody(cap);
+          return undefined;
+        },
+      },
+    ];
+    await withProxy(filters, async (get) => {
+      for (const path of ['/chunked', '/request-cap']) {
+        const response = await get(path);
+        expect(response.status).toBe(500);
+        expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_FILTER_FAILED');
+      }
+    });
+  },
+);

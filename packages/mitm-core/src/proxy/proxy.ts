@@ -239,6 +239,7 @@ class ExchangeState implements Exchange {
   }
 
   readResponseBody(maxBytes: number): Promise<Buffer> {
+    if (!isByteCap(maxBytes)) return Promise.reject(badCap('readResponseBody', maxBytes));
     if (this.#responseBodyReader === undefined) {
       return Promise.reject(
         new FilterError('readResponseBody', { cause: new Error('only from onResponseHead') }),
@@ -248,6 +249,7 @@ class ExchangeState implements Exchange {
   }
 
   readRequestBody(maxBytes: number): Promise<Buffer> {
+    if (!isByteCap(maxBytes)) return Promise.reject(badCap('readRequestBody', maxBytes));
     if (this.bufferedBody !== undefined) {
       return this.bufferedBody.length > maxBytes
         ? Promise.reject(new RequestBodyTooLargeError(maxBytes))
@@ -260,6 +262,17 @@ class ExchangeState implements Exchange {
       return body;
     });
   }
+}
+
+/** A cap must be a real, non-negative integer: NaN would silently disable it. */
+function isByteCap(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+function badCap(method: string, value: unknown): FilterError {
+  return new FilterError(method, {
+    cause: new RangeError(`maxBytes must be a non-negative integer, got ${String(value)}`),
+  });
 }
 
 /**
