@@ -108,7 +108,7 @@ export function parseUpgradeRequest(line: string): UpgradeRequest {
 }
 
 /**
- * Old-process side: listens on `path` (mode 0600, parent directory created 0700) and runs upgrades.
+ * Old-process side: listens on `path` (mode 0600; a missing parent directory is created) and runs upgrades.
  * `upgraded` resolves once a successor serves and owns the control socket; the caller then drains and
  * calls `finish()` to tell the launcher and exit.
  */
@@ -134,7 +134,8 @@ export class UpgradeControl {
   }
 
   static async listen(path: string, log: Logger, source: UpgradeSource): Promise<UpgradeControl> {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // 0755 like init-net makes this directory (it also holds the intercept file); the socket itself is 0600.
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
     if (existsSync(path)) {
       // A live control socket means another sidecar runs here; a dead one is left over from a crash.
       const alive = await new Promise<boolean>((resolve) => {
