@@ -27,6 +27,13 @@ beforeAll(async () => {
         res.end(req.url === '/slow' ? 'slow' : 'fast');
       };
       req.resume();
+      if (req.url === '/stream') {
+        // Head and half the body now, the rest when released.
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '10' });
+        res.write('hello');
+        held.push(() => res.end('world'));
+        return;
+      }
       if (req.url === '/slow') held.push(answer);
       else answer();
     },
@@ -112,4 +119,26 @@ test('stopAccepting without a listener and twice is harmless; close() still ends
   expect(proxy.stats.draining).toBe(true);
   await proxy.close();
   expect(proxy.stats.openClientSockets).toBe(0);
+});
+
+test('a response whose head was already sent when draining began finishes, then its connection closes', async () => {
+  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
+  const { port } = await proxy.listen(0);
+  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  let received = '';
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.toString('latin1');
+  });
+  const closed = once(socket, 'close');
+  socket.write('GET /stream HTTP/1.1\r\nhost: localhost\r\n\r\n');
+  await waitFor(() => received.endsWith('hello'));
+  // Node announced keep-alive in the head already sent; the drain must still close after the body.
+  expect(received.toLowerCase()).toContain('connection: keep-alive');
+
+  await proxy.stopAccepting();
+  (held.shift() as () => void)();
+  await closed;
+  expect(received.endsWith('helloworld')).toBe(true);
+  await waitFor(() => proxy.stats.activeExchanges === 0);
+  await proxy.close();
 });
