@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 export const APP_DIR = fileURLToPath(new URL('..', import.meta.url));
 export const REPO_DIR = join(APP_DIR, '..', '..');
 export const CLI = join(APP_DIR, 'dist', 'cli.js');
+export const SEA_BIN = join(APP_DIR, 'dist', 'sea', 'httpmesh-sidecar');
 export const PYTHON = '/usr/bin/python3';
 export const TS_FIXTURE = join(APP_DIR, 'test', 'fixtures', 'plugin-fixture.ts');
 export const PY_FIXTURE = join(APP_DIR, 'test', 'fixtures', 'plugin_fixture.py');
@@ -117,15 +118,17 @@ export async function startSidecarProcess(opts: {
   rules: string;
   /** Do not pass --rules (e.g. rules from a control plane). */
   omitRules?: boolean;
+  /** Run this executable (e.g. the single executable) instead of `node dist/cli.js`. */
+  bin?: string;
   args?: readonly string[];
   env?: Record<string, string>;
 }): Promise<SidecarProcess> {
   const rulesFile = join(opts.dir, 'rules.yaml');
   writeFileSync(rulesFile, opts.rules);
   const child = spawn(
-    process.execPath,
+    opts.bin ?? process.execPath,
     [
-      CLI,
+      ...(opts.bin === undefined ? [CLI] : []),
       'run',
       '--listen',
       '127.0.0.1:0',
