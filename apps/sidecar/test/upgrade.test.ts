@@ -266,7 +266,8 @@ describe('control socket input', () => {
       rules: 'routes: []\n',
       args: ['--control-socket', controlSocket],
     });
-    expect(second.logs.some((l) => l.event === 'upgrade.control_unavailable')).toBe(true);
+    // The control socket is tried after sidecar.started: wait for the verdict.
+    await second.waitForLog((l) => l.event === 'upgrade.control_unavailable');
     expect(await second.stop()).toBe(0);
     other.remove();
     expect(statSync(controlSocket).isSocket()).toBe(true);
