@@ -34,7 +34,8 @@ const LANGS = [
   { lang: 'python', command: PYTHON, args: [PY_FIXTURE], skip: missingPython },
 ] as const;
 
-function fixtureRules(lang: (typeof LANGS)[number], failureMode: 'open' | 'closed', timeoutMs = 200): string {
+// 500 ms: well below the fixture's 1 s /slow, well above a loaded CI machine's worst plugin round trip.
+function fixtureRules(lang: (typeof LANGS)[number], failureMode: 'open' | 'closed', timeoutMs = 500): string {
   return [
     'plugins:',
     '  - name: fixture',
