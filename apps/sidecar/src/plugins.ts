@@ -447,7 +447,7 @@ export class SidecarPlugins {
       });
   }
 
-  #onResponseHead(exchange: Exchange): Promise<void> | undefined {
+  #onResponseHead(exchange: Exchange): Promise<ImmediateResponse | undefined> | undefined {
     const local = exchange.locals.get(kPluginExchange) as PluginLocal | undefined;
     if (local === undefined) return undefined;
     return local.chain
@@ -455,13 +455,21 @@ export class SidecarPlugins {
         status: exchange.status,
         headers: headerListFromRecord(exchange.responseHeaders ?? {}),
       })
-      .then((d) => {
+      .then(async (d) => {
+        if (d.kind === 'respond') return immediate(d.status, d.headers, d.body);
         if (d.kind === 'mutate') exchange.responseHeaders = headerListToRecord(d.headers);
-        else if (d.kind === 'respond') {
-          // mitm-core's onResponseHead cannot replace the response: failing the hook makes the proxy
-          // answer its own error (the head is not sent yet) instead of forwarding what the plugin refused.
-          throw new PluginResponseRefusedError(d.status);
-        }
+        const limit = responseBodyLimit(local.generation.supervisor, local.chain.plugins);
+        if (limit === undefined) return undefined;
+        // Some plugin asked for the response body: buffer it (over the cap mitm-core answers 502
+        // HTTPMESH_RESPONSE_BODY_TOO_LARGE) and answer with the replacement when a plugin changed it.
+        const body = await exchange.readResponseBody(limit);
+        const b = await local.chain.onResponseBody(body);
+        if (b.kind === 'respond') return immediate(b.status, b.headers, b.body);
+        if (b.kind !== 'mutate') return undefined;
+        const headers = { ...(exchange.responseHeaders ?? {}) };
+        delete headers['content-length'];
+        delete headers['transfer-encoding'];
+        return { status: exchange.status, headers, body: b.body };
       });
   }
 
@@ -603,15 +611,17 @@ export class SidecarPlugins {
   }
 }
 
-/** A plugin answered response headers with an immediate response, which mitm-core cannot apply there. */
-export class PluginResponseRefusedError extends Error {
-  readonly code = 'HTTPMESH_SIDECAR_PLUGIN_RESPONSE_REFUSED';
-  readonly status: number;
-  constructor(status: number) {
-    super(`a plugin answered the response headers with ${status}; the upstream response was not forwarded`);
-    this.name = 'PluginResponseRefusedError';
-    this.status = status;
+/** Largest response body any plugin of this exchange wants (undefined: none wants it). */
+function responseBodyLimit(supervisor: PluginSupervisor, names: readonly string[]): number | undefined {
+  let limit: number | undefined;
+  for (const name of names) {
+    const client = supervisor.client(name);
+    if (client === undefined || !client.wants('responseBody')) continue;
+    const max = client.bodyDelivery('responseBody')?.maxBytes;
+    if (max === undefined) continue;
+    limit = limit === undefined ? max : Math.max(limit, max);
   }
+  return limit;
 }
 
 function sum(list: readonly PluginMetricsSnapshot[], value: (s: PluginMetricsSnapshot) => number): number {

@@ -110,12 +110,23 @@ for (const lang of LANGS) {
         expect(upstream.hits()).toBe(before);
       });
 
-      test('an immediate response on response headers is refused (mitm-core cannot replace the response there)', async () => {
+      test('immediate response on response headers replaces the upstream response', async () => {
         const reply = await get('/status/500');
-        // The upstream 500 body must not reach the client; mitm-core answers its filter error instead.
-        expect(reply.status).toBe(500);
-        expect(reply.headers['x-httpmesh-error']).toBe('HTTPMESH_FILTER_FAILED');
-        expect(reply.body).not.toContain('headers');
+        expect(reply.status).toBe(502);
+        expect(reply.body).toBe('upstream hidden');
+      });
+
+      test('response body (buffered): replaced, or answered with an immediate response', async () => {
+        const replaced = await get('/body-replace');
+        expect(replaced.status).toBe(200);
+        expect(JSON.parse(replaced.body).path).toBe('/body-REPLACED');
+        expect(replaced.headers['content-length']).toBe(String(Buffer.byteLength(replaced.body)));
+        expect(replaced.headers['x-resp']).toBe('200');
+        const denied = await get('/body-deny');
+        expect(denied.status).toBe(451);
+        expect(denied.body).toBe('body refused');
+        // Untouched bodies pass as they came.
+        expect(JSON.parse((await get('/body-plain')).body).path).toBe('/body-plain');
       });
 
       test('completion events reach the plugin', async () => {
