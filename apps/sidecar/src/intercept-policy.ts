@@ -1,3 +1,4 @@
+import type { InterceptContext } from '@httpmesh/mitm-core';
 import type { InterceptRuleSpec } from './rules.js';
 
 /**
@@ -9,7 +10,11 @@ export class InterceptPolicy {
   readonly #exact = new Map<string, InterceptRuleSpec>();
   readonly #wildcard = new Map<string, InterceptRuleSpec>();
 
+  /** Some intercept rule turns upstream certificate verification off. */
+  readonly hasInsecureUpstream: boolean;
+
   constructor(rules: readonly InterceptRuleSpec[]) {
+    this.hasInsecureUpstream = rules.some((r) => r.action === 'intercept' && !r.upstreamTlsVerify);
     for (const rule of rules) {
       const domain = rule.domain.toLowerCase().replace(/\.$/, '');
       if (domain.startsWith('*.')) this.#wildcard.set(domain.slice(2), rule);
@@ -27,5 +32,18 @@ export class InterceptPolicy {
 
   intercepts(host: string): boolean {
     return this.ruleFor(host.toLowerCase())?.action === 'intercept';
+  }
+
+  /**
+   * Transparent mode's decision for one redirected connection. Plain HTTP is always parsed and measured
+   * (mitm-core asks with the original destination IP, or the Host header without the addon). TLS is
+   * terminated for an SNI name the rules intercept; a TLS client that sends no SNI only when a rule covers
+   * its original destination address, since nothing else says which service it meant: otherwise it passes
+   * through untouched rather than being handed a certificate for a bare IP.
+   */
+  decideTransparent(host: string, context: InterceptContext): boolean {
+    if (!context.tls) return true;
+    if (context.serverName !== undefined) return this.intercepts(context.serverName);
+    return this.intercepts(context.originalDestination?.address ?? host);
   }
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { normalizeInterceptDomain } from '@httpmesh/traffic-capture';
 import { createMatcher, PatternError, type RouteSpec } from '@httpmesh/url-matcher';
@@ -23,6 +24,28 @@ export interface RouteSetSpec {
   readonly name: string;
   readonly host: string;
   readonly routes: readonly { readonly pattern: string; readonly methods: readonly string[] }[];
+}
+
+/** How strictly intercept domains are checked (the sidecar's mode decides). */
+export interface RulesValidationOptions {
+  /**
+   * Explicit mode: also accept single-label names (`localhost`, `*.localhost`) and IP literals as intercept
+   * domains. Transparent mode cannot (dnsmasq/ipset select HTTPS traffic by DNS name, and a single label
+   * would capture a top-level domain), so the default is traffic-capture's DNS rules.
+   */
+  readonly localNames?: boolean;
+}
+
+const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Explicit mode's extra domains: an IP literal (brackets allowed for IPv6) or one DNS label (`*.` allowed). */
+function localInterceptDomain(domain: unknown): string | undefined {
+  if (typeof domain !== 'string') return undefined;
+  const name = domain.trim().toLowerCase();
+  const unbracketed = name.startsWith('[') && name.endsWith(']') ? name.slice(1, -1) : name;
+  if (isIP(unbracketed) !== 0) return unbracketed;
+  const label = name.startsWith('*.') ? name.slice(2) : name;
+  return LABEL_RE.test(label) ? name : undefined;
 }
 
 /** A loaded, validated rules document. */
@@ -58,20 +81,29 @@ function checkKeys(
 }
 
 /** Parses and validates rules-file text; every error names the field (`routes[0].patterns[1]`). */
-export function parseRules(text: string, path = '<rules>'): RulesDocument {
+export function parseRules(
+  text: string,
+  path = '<rules>',
+  validation: RulesValidationOptions = {},
+): RulesDocument {
   const hash = createHash('sha256').update(text).digest('hex');
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new RulesFileError(path, '', `not valid YAML: ${doc.errors[0]?.message ?? 'parse error'}`);
   }
-  return validateRules(doc.toJS() ?? {}, path, hash);
+  return validateRules(doc.toJS() ?? {}, path, hash, validation);
 }
 
 /**
  * Validates a rules document already parsed (from YAML, or converted from rule-sync resources) and fills
  * in defaults. `hash` identifies the version. Throws {@link RulesFileError} naming the field.
  */
-export function validateRules(root: unknown, path: string, hash: string): RulesDocument {
+export function validateRules(
+  root: unknown,
+  path: string,
+  hash: string,
+  validation: RulesValidationOptions = {},
+): RulesDocument {
   if (!isMapping(root)) throw new RulesFileError(path, '', 'expected a mapping with intercept and routes');
   checkKeys(path, '', root, ['intercept', 'routes', 'plugins']);
 
@@ -81,11 +113,15 @@ export function validateRules(root: unknown, path: string, hash: string): RulesD
     const field = `intercept[${i}]`;
     if (!isMapping(item)) throw new RulesFileError(path, field, 'expected a mapping with domain');
     checkKeys(path, field, item, ['name', 'domain', 'action', 'upstreamTlsVerify']);
-    const domain = item['domain'];
-    try {
-      normalizeInterceptDomain(domain);
-    } catch (e) {
-      throw new RulesFileError(path, `${field}.domain`, (e as Error).message);
+    let domain = item['domain'];
+    const local = validation.localNames === true ? localInterceptDomain(domain) : undefined;
+    if (local !== undefined) domain = local;
+    else {
+      try {
+        normalizeInterceptDomain(domain);
+      } catch (e) {
+        throw new RulesFileError(path, `${field}.domain`, (e as Error).message);
+      }
     }
     const action = item['action'] ?? 'intercept';
     if (action !== 'intercept' && action !== 'passthrough') {
@@ -172,14 +208,17 @@ export function validateRules(root: unknown, path: string, hash: string): RulesD
 }
 
 /** Reads and validates a rules file. */
-export async function loadRulesFile(path: string): Promise<RulesDocument> {
+export async function loadRulesFile(
+  path: string,
+  validation: RulesValidationOptions = {},
+): Promise<RulesDocument> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
     throw new RulesFileError(path, '', `cannot read: ${(e as Error).message}`);
   }
-  return parseRules(text, path);
+  return parseRules(text, path, validation);
 }
 
 export interface RulesWatcherOptions {
@@ -189,6 +228,8 @@ export interface RulesWatcherOptions {
   onError: (error: RulesFileError) => void;
   /** Coalesces the bursts of events one save produces. Default 50 ms. */
   debounceMs?: number;
+  /** Domain checks (explicit mode accepts local names and IP literals). */
+  validation?: RulesValidationOptions;
 }
 
 /**
@@ -215,7 +256,7 @@ export class RulesFileWatcher {
 
   /** Loads the file (throws if it is invalid) and starts watching. */
   async start(): Promise<RulesDocument> {
-    const first = await loadRulesFile(this.path);
+    const first = await loadRulesFile(this.path, this.#options.validation);
     this.#current = first;
     const name = basename(this.path);
     this.#watcher = watch(dirname(this.path), (_event, filename) => {
@@ -240,7 +281,7 @@ export class RulesFileWatcher {
     const hash = createHash('sha256').update(text).digest('hex');
     if (hash === this.#current?.hash) return;
     try {
-      const next = parseRules(text, this.path);
+      const next = parseRules(text, this.path, this.#options.validation);
       this.#current = next;
       this.#options.onRules(next);
     } catch (e) {

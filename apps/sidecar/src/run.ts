@@ -3,11 +3,12 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import {
   type AddressInfo,
   createServer as createNetServer,
-  isIP,
   type Server as NetServer,
   type Socket,
 } from 'node:net';
 import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { isSea } from 'node:sea';
 import {
   type CertificateAuthority,
   createMitmProxy,
@@ -85,6 +86,8 @@ export async function startSidecar(
     loadedAt: null,
   };
   let policy = new InterceptPolicy([]);
+  let insecureUpstream: ((host: string) => boolean) | undefined;
+  let outboundProxy: MitmProxy | null = null;
   const metrics = new MeshMetrics({
     ...(options.service === undefined ? {} : { service: options.service }),
     producer: `${options.service ?? 'sidecar'}@${hostname()}`,
@@ -111,6 +114,10 @@ export async function startSidecar(
     }));
     metrics.setRoutes(routeSets);
     policy = new InterceptPolicy(doc.intercept);
+    // The per-domain opt-out from upstream verification follows the rules; the proxy may not exist yet on
+    // the first load (it is created with the same rule below).
+    insecureUpstream = insecureUpstreamRule(policy);
+    outboundProxy?.setInsecureUpstreamHosts(insecureUpstream);
     // A plugin set that cannot start is logged; the plugins in force keep serving.
     await plugins
       .apply(doc.plugins)
@@ -149,6 +156,8 @@ export async function startSidecar(
   let watcher: RulesFileWatcher | null = null;
   if (options.rules !== undefined) {
     watcher = new RulesFileWatcher(options.rules, {
+      // Explicit mode has no DNS-based capture: `localhost` and IP literals are valid intercept domains.
+      validation: { localNames: options.mode === 'explicit' },
       onRules: (doc) => {
         applyRules(doc).catch((e: Error) =>
           log.error({ event: 'rules.apply_failed', err: e.message }, 'rules not applied'),
@@ -245,20 +254,28 @@ export async function startSidecar(
     return filters;
   };
 
+  // A single executable has no package directory for mitm-core's default addon path: the build ships
+  // original_dst.node beside the binary (absent: mitm-core logs one line and falls back to SNI/Host).
+  const addonOption = isSea()
+    ? { originalDestinationAddonPath: join(dirname(process.execPath), 'original_dst.node') }
+    : {};
   const onError = (error: Error & { code?: string }) =>
     log.warn({ event: 'proxy.connection_error', code: error.code, err: error.message }, 'connection failed');
-  // mitm-core asks `intercept` with the SNI / CONNECT host for TLS, and with the original destination
-  // IP for plain HTTP in transparent mode: IP literals must say yes so plain HTTP is parsed and measured.
-  // (A TLS client sending no SNI to an address in the ipset is then terminated too.) In explicit mode an IP
-  // is a CONNECT target and follows the rules like any host.
+  // Transparent mode: see InterceptPolicy.decideTransparent (plain HTTP measured; TLS by SNI, or by the
+  // original destination when there is no SNI). Explicit mode: the CONNECT host follows the rules.
   const transparent = options.mode === 'transparent';
   const outbound: MitmProxy = createMitmProxy({
     ca,
-    intercept: (host) => (transparent && isIP(host) !== 0) || policy.intercepts(host),
+    intercept: transparent
+      ? (host, context) => policy.decideTransparent(host, context)
+      : (host) => policy.intercepts(host),
     upstreamCa,
+    ...(insecureUpstream === undefined ? {} : { insecureUpstreamHosts: insecureUpstream }),
+    ...addonOption,
     filters: filtersFor('outbound'),
     onError,
   });
+  outboundProxy = outbound;
   let inbound: MitmProxy | null = null;
   // Closing these stops accepting in this process only (a successor keeps its copies of the sockets).
   const closers: (() => void)[] = [];
@@ -308,7 +325,8 @@ export async function startSidecar(
     // SNI name is the service's own and passes through untouched.
     inbound = createMitmProxy({
       ca,
-      intercept: (host) => isIP(host) !== 0,
+      intercept: (_host, context) => !context.tls,
+      ...addonOption,
       filters: filtersFor('inbound'),
       onError,
     });
@@ -438,6 +456,19 @@ export async function startSidecar(
       log.info({ event: 'sidecar.stopped', drained, abandoned }, 'sidecar stopped');
       return { drained, abandoned };
     },
+  };
+}
+
+/**
+ * Hosts whose upstream certificate is not verified: those an intercept rule marks `upstreamTlsVerify: false`
+ * (same exact / one-label wildcard matching as the intercept decision). Undefined when no rule opts out, so
+ * mitm-core skips the check entirely.
+ */
+function insecureUpstreamRule(policy: InterceptPolicy): ((host: string) => boolean) | undefined {
+  if (!policy.hasInsecureUpstream) return undefined;
+  return (host) => {
+    const rule = policy.ruleFor(host.toLowerCase());
+    return rule !== undefined && rule.action === 'intercept' && !rule.upstreamTlsVerify;
   };
 }
 
