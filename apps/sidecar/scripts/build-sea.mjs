@@ -47,45 +47,11 @@ function step(message) {
 }
 
 /*
- * mitm-core finds its SO_ORIGINAL_DST addon with `new URL('../../build/Release/original_dst.node', import.meta.url)`
- * and loads it with `createRequire(import.meta.url)`. A CommonJS bundle has no import.meta (esbuild would leave
- * it empty, and `new URL(x, undefined)` throws when the module loads), and inside the executable the package
- * directory does not exist. This rewrites both so the addon is looked up beside the executable
- * (dirname(process.execPath)/original_dst.node); when it is absent mitm-core logs its one line and transparent
- * mode falls back to SNI/Host. If mitm-core's loader changes shape, the build fails here rather than shipping
- * a binary that throws at start-up.
+ * mitm-core's default addon path comes from `import.meta.url`, which a CommonJS bundle does not have. The sidecar
+ * passes `originalDestinationAddonPath` (dirname(process.execPath)/original_dst.node) when it runs as a single
+ * executable, so the default is never computed there; `import.meta.url` is defined as undefined (rather than left
+ * an empty object, which esbuild reports as an error) and any other use of it still fails loudly at run time.
  */
-const addonBesideBinary = {
-  name: 'httpmesh-addon-beside-binary',
-  setup(pluginBuild) {
-    let rewritten = false;
-    pluginBuild.onLoad(
-      { filter: /[\\/]mitm-core[\\/]dist[\\/]native[\\/]original-destination\.js$/ },
-      (args) => {
-        const source = readFileSync(args.path, 'utf8');
-        const addonUrl =
-          /new URL\((['"])\.\.\/\.\.\/build\/Release\/original_dst\.node\1, import\.meta\.url\)/;
-        if (!addonUrl.test(source)) {
-          fail(`${args.path}: the addon path expression changed; update scripts/build-sea.mjs`);
-        }
-        const contents = source
-          .replace(
-            addonUrl,
-            `require('node:url').pathToFileURL(require('node:path').join(require('node:path').dirname(process.execPath), ${JSON.stringify(ADDON_FILE)}))`,
-          )
-          .replaceAll('import.meta.url', `require('node:url').pathToFileURL(process.execPath).href`);
-        rewritten = true;
-        return { contents, loader: 'js' };
-      },
-    );
-    pluginBuild.onEnd((result) => {
-      if (result.errors.length === 0 && !rewritten) {
-        fail('mitm-core native/original-destination.js was not bundled; the addon rewrite did not apply');
-      }
-    });
-  },
-};
-
 mkdirSync(workDir, { recursive: true });
 
 step('bundling dist/cli-main.js and its dependencies (esbuild, CommonJS)');
@@ -105,7 +71,7 @@ const result = await build({
   },
   logLevel: 'warning',
   legalComments: 'eof',
-  plugins: [addonBesideBinary],
+  define: { 'import.meta.url': 'undefined' },
 }).catch((error) => fail(`esbuild: ${error instanceof Error ? error.message : String(error)}`));
 if (result.errors.length > 0) fail('esbuild reported errors');
 
@@ -144,7 +110,7 @@ try {
 }
 
 // The addon is optional (mitm-core's build does not fail without it); when it was built, ship it beside the
-// binary, where the rewritten loader looks. Node-API keeps it loadable by this Node.
+// binary, where the sidecar points mitm-core. Node-API keeps it loadable by this Node.
 const mitmCoreDir = dirname(createRequire(import.meta.url).resolve('@httpmesh/mitm-core/package.json'));
 const builtAddon = join(mitmCoreDir, 'build', 'Release', ADDON_FILE);
 if (existsSync(builtAddon)) {
