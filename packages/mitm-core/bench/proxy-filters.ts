@@ -28,6 +28,7 @@ function exchange(): Exchange {
     timings: { start: 0, upstreamConnect: undefined, firstByte: undefined, end: undefined },
     locals: new Map(),
     readRequestBody: () => Promise.resolve(Buffer.alloc(0)),
+    setRequestBody: () => {},
     readResponseBody: () => Promise.resolve(Buffer.alloc(0)),
     upstreamHeadersTimeoutMs: undefined,
     upstreamBodyTimeoutMs: undefined,

@@ -96,6 +96,14 @@ export interface Exchange {
    */
   readRequestBody(maxBytes: number): Promise<Buffer>;
   /**
+   * Replaces the request body sent upstream (a string is UTF-8): `content-length` is set to the new length and
+   * `transfer-encoding` removed. Call it after `readRequestBody` resolved when the request has a body (the
+   * client's bytes must be consumed first), from `onRequestHead`; it may also add a body to a request that had
+   * none. Throws `FilterError` (HTTPMESH_FILTER_FAILED) when called too early or after the request went upstream.
+   * `ExchangeSummary.requestBodyBytes` keeps counting what the client sent.
+   */
+  setRequestBody(body: Uint8Array | string): void;
+  /**
    * Buffers the whole upstream response body, at most `maxBytes`, and forwards the buffered bytes (with a
    * `content-length`) once the response hooks finish; return an `ImmediateResponse` from `onResponseHead` to
    * send something else instead. Over the cap the upstream response is aborted and the client gets 502

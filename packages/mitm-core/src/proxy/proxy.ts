@@ -248,6 +248,31 @@ class ExchangeState implements Exchange {
     return this.#responseBodyReader(maxBytes);
   }
 
+  /** Set once the request went upstream: a body replaced later would silently not be sent. */
+  requestForwarded = false;
+
+  setRequestBody(body: Uint8Array | string): void {
+    if (this.requestForwarded) {
+      throw new FilterError('setRequestBody', { cause: new Error('the request was already forwarded') });
+    }
+    if (this.bufferedBody === undefined && this.#bodyReader !== undefined) {
+      // The client's body must be consumed first (it may still be arriving); replacing it unread would
+      // leave its bytes on the connection.
+      throw new FilterError('setRequestBody', { cause: new Error('call readRequestBody first') });
+    }
+    const bytes =
+      typeof body === 'string'
+        ? Buffer.from(body)
+        : Buffer.isBuffer(body)
+          ? body
+          : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    this.bufferedBody = bytes;
+    // The framing follows the new bytes: a stale length would make undici refuse (or the upstream misread)
+    // the request, and the body is no longer chunked.
+    this.requestHeaders['content-length'] = String(bytes.length);
+    delete this.requestHeaders['transfer-encoding'];
+  }
+
   readRequestBody(maxBytes: number): Promise<Buffer> {
     if (!isByteCap(maxBytes)) return Promise.reject(badCap('readRequestBody', maxBytes));
     if (this.bufferedBody !== undefined) {
@@ -944,6 +969,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     }
     if (upstream.address !== undefined)
       rememberAddress(`${upstream.host}:${upstream.port}`, upstream.address);
+    state.requestForwarded = true;
     const withBody = hasRequestBody(req);
     const body =
       state.bufferedBody !== undefined
