@@ -55,6 +55,14 @@ function buildLinear(lines: readonly string[]): Lookup {
   };
 }
 
+/**
+ * The harness alone: the same loop (array reads, call through a closure, null check) with a lookup that
+ * does nothing, so its cost can be subtracted from every contender's to give net per-lookup figures.
+ */
+function buildBaseline(_lines: readonly string[]): Lookup {
+  return (_method, path) => path;
+}
+
 /** CPU time of this process in ms: unlike wall time it does not count time spent descheduled. */
 function cpuMs(): number {
   const usage = process.cpuUsage();
@@ -148,8 +156,8 @@ function fmt(opsPerSecond: number): string {
   return `${Math.round(opsPerSecond).toLocaleString('en-US')}`.padStart(12);
 }
 
-type Contender = 'url-matcher' | 'find-my-way' | 'linear';
-const CONTENDERS: readonly Contender[] = ['url-matcher', 'find-my-way', 'linear'];
+type Contender = 'url-matcher' | 'find-my-way' | 'linear' | 'baseline';
+const CONTENDERS: readonly Contender[] = ['url-matcher', 'find-my-way', 'linear', 'baseline'];
 const sets: Array<[name: string, lines: () => string[], traffic: 'uniform' | 'zipf']> = [
   ['github', () => [...githubRoutes], 'uniform'],
   ['synthetic-100', () => syntheticRoutes(100), 'uniform'],
@@ -167,6 +175,7 @@ const build: Record<Contender, (lines: readonly string[]) => Lookup> = {
   'url-matcher': buildOurs,
   'find-my-way': buildFindMyWay,
   linear: buildLinear,
+  baseline: buildBaseline,
 };
 
 // Each (set, contender) is timed in a fresh process, so no contender runs on JIT state shaped by another.
@@ -201,17 +210,27 @@ console.log(
     `${'find-my-way'.padStart(13)}${'linear p2r'.padStart(13)}${'vs fmw'.padStart(9)}${'vs linear'.padStart(11)}`,
 );
 const nsPerOp = new Map<string, number>();
+const netLines: string[] = [];
 sets.forEach(([name, lines, traffic], setIndex) => {
   const routeLines = lines();
   const requests = requestsFor(routeLines, traffic);
   const ours = buildOurs(routeLines);
   agree(ours, buildFindMyWay(routeLines), requests, 'url-matcher and find-my-way');
   agree(ours, buildLinear(routeLines), requests.slice(0, 300), 'url-matcher and the linear scan');
-  const [oursOps, fmwOps, linearOps] = CONTENDERS.map((c) => measureInChild(setIndex, c)) as [
+  const [oursOps, fmwOps, linearOps, baselineOps] = CONTENDERS.map((c) => measureInChild(setIndex, c)) as [
+    number,
     number,
     number,
     number,
   ];
+  const harnessNs = 1e9 / baselineOps;
+  const net = (ops: number): number => 1e9 / ops - harnessNs;
+  netLines.push(
+    `${name.padEnd(16)}${traffic.padEnd(9)}${harnessNs.toFixed(1).padStart(8)}` +
+      `${net(oursOps).toFixed(0).padStart(13)}${net(fmwOps).toFixed(0).padStart(13)}` +
+      `${net(linearOps).toFixed(0).padStart(13)}${`${(net(fmwOps) / net(oursOps)).toFixed(2)}x`.padStart(9)}` +
+      `${`${(net(linearOps) / net(oursOps)).toFixed(0)}x`.padStart(11)}`,
+  );
   nsPerOp.set(`${name} ${traffic}`, 1e9 / oursOps);
   console.log(
     `${name.padEnd(16)}${traffic.padEnd(9)}${String(routeLines.length).padStart(7)}${fmt(oursOps).padStart(13)}` +
@@ -219,6 +238,12 @@ sets.forEach(([name, lines, traffic], setIndex) => {
       `${`${(oursOps / linearOps).toFixed(0)}x`.padStart(11)}`,
   );
 });
+console.log(
+  `\nnet ns per lookup (the harness's own cost, measured with a lookup that does nothing, subtracted)\n` +
+    `${'set'.padEnd(16)}${'traffic'.padEnd(9)}${'harness'.padStart(8)}${'url-matcher'.padStart(13)}` +
+    `${'find-my-way'.padStart(13)}${'linear p2r'.padStart(13)}${'vs fmw'.padStart(9)}${'vs linear'.padStart(11)}`,
+);
+for (const line of netLines) console.log(line);
 console.log('');
 for (const traffic of ['uniform', 'zipf']) {
   const small = nsPerOp.get(`synthetic-100 ${traffic}`) as number;
