@@ -392,6 +392,27 @@ describe.skipIf(!canRun)(
       expect(connections.accepted).toEqual({ outbound: 4, inbound: 1 }); // HTTP items, HTTPS orders (curl, Node, Python)
     });
 
+    test("TLS without SNI to an intercepted domain's address is not terminated: the upstream answers with its own certificate", async () => {
+      // UPSTREAM_IP is in the ipset (api.partner.test resolved to it), so the connection is redirected; with
+      // no SNI and no rule for the address, the sidecar must splice it rather than mint a certificate.
+      const probe = [
+        "const s = require('node:tls').connect({ host: process.argv[1], port: 443, rejectUnauthorized: false }, () => {",
+        '  const issuer = s.getPeerX509Certificate().issuer;',
+        "  s.write('GET /no-sni HTTP/1.1\\r\\nHost: api.partner.test\\r\\nConnection: close\\r\\n\\r\\n');",
+        "  let reply = '';",
+        "  s.on('data', (d) => { reply += d; });",
+        "  s.on('end', () => console.log(JSON.stringify({ issuer, servername: s.servername ?? null, reply })));",
+        '});',
+        "s.on('error', (e) => { console.error(e.message); process.exit(1); });",
+      ].join('\n');
+      const out = JSON.parse(
+        await sh('ip', 'netns', 'exec', SVC, process.execPath, '-e', probe, UPSTREAM_IP),
+      ) as { issuer: string; reply: string };
+      expect(out.issuer).toContain('e2e upstream CA');
+      expect(out.reply).toMatch(/^HTTP\/1\.1 200 /);
+      expect(out.reply).toContain('"path":"/no-sni"');
+    });
+
     test('Java (keystore written by keytool) and Go (SSL_CERT_FILE) trust the mesh CA via ca trust', async () => {
       const jdkCacertsBefore = readFileSync(JAVA_SYSTEM_CACERTS);
       const keystore = join(dir, 'java', 'truststore.p12');
