@@ -440,9 +440,19 @@ export class SidecarPlugins {
         path: exchange.path,
         headers: headerListFromRecord(exchange.requestHeaders),
       })
-      .then((d) => {
+      .then(async (d) => {
         if (d.kind === 'respond') return immediate(d.status, d.headers, d.body);
         if (d.kind === 'mutate') exchange.requestHeaders = headerListToRecord(d.headers);
+        const limit = bodyLimit(generation.supervisor, ex.plugins, 'requestBody');
+        if (limit === undefined) return undefined;
+        // Some plugin asked for the request body (BUFFERED): buffer it under the largest cap asked for
+        // (beyond it mitm-core answers 413 HTTPMESH_BODY_TOO_LARGE), then forward the replacement a plugin
+        // made, or its immediate response. A request without a body is not sent to the body phase.
+        const body = await exchange.readRequestBody(limit);
+        if (body.length === 0) return undefined;
+        const b = await ex.onRequestBody(body);
+        if (b.kind === 'respond') return immediate(b.status, b.headers, b.body);
+        if (b.kind === 'mutate') exchange.setRequestBody(b.body);
         return undefined;
       });
   }
@@ -458,7 +468,7 @@ export class SidecarPlugins {
       .then(async (d) => {
         if (d.kind === 'respond') return immediate(d.status, d.headers, d.body);
         if (d.kind === 'mutate') exchange.responseHeaders = headerListToRecord(d.headers);
-        const limit = responseBodyLimit(local.generation.supervisor, local.chain.plugins);
+        const limit = bodyLimit(local.generation.supervisor, local.chain.plugins, 'responseBody');
         if (limit === undefined) return undefined;
         // Some plugin asked for the response body: buffer it (over the cap mitm-core answers 502
         // HTTPMESH_RESPONSE_BODY_TOO_LARGE) and answer with the replacement when a plugin changed it.
@@ -611,13 +621,17 @@ export class SidecarPlugins {
   }
 }
 
-/** Largest response body any plugin of this exchange wants (undefined: none wants it). */
-function responseBodyLimit(supervisor: PluginSupervisor, names: readonly string[]): number | undefined {
+/** Largest body of this phase any plugin of this exchange wants (undefined: none wants it). */
+function bodyLimit(
+  supervisor: PluginSupervisor,
+  names: readonly string[],
+  phase: 'requestBody' | 'responseBody',
+): number | undefined {
   let limit: number | undefined;
   for (const name of names) {
     const client = supervisor.client(name);
-    if (client === undefined || !client.wants('responseBody')) continue;
-    const max = client.bodyDelivery('responseBody')?.maxBytes;
+    if (client === undefined || !client.wants(phase)) continue;
+    const max = client.bodyDelivery(phase)?.maxBytes;
     if (max === undefined) continue;
     limit = limit === undefined ? max : Math.max(limit, max);
   }
