@@ -49,6 +49,7 @@ export type {
   MitmProxyStats,
   PinningOptions,
   SecureContextSource,
+  StopAcceptingOptions,
 } from './proxy/proxy.js';
 export type {
   Exchange,

@@ -142,3 +142,63 @@ test('a response whose head was already sent when draining began finishes, then 
   await waitFor(() => proxy.stats.activeExchanges === 0);
   await proxy.close();
 });
+
+test('acceptConnection serves explicit-proxy sockets from the caller’s own listener (plain, CONNECT + TLS, loop refused)', async () => {
+  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
+  const server = net.createServer((socket) => proxy.acceptConnection(socket));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  try {
+    const plain = net.connect(port, '127.0.0.1');
+    await once(plain, 'connect');
+    const first = await rawRequest(plain, absolute('/fast'));
+    expect(first).toMatchObject({ status: 200, body: 'fast' });
+    plain.destroy();
+
+    const tls = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+    const intercepted = await rawRequest(tls, 'GET /fast HTTP/1.1\r\nhost: localhost\r\n\r\n');
+    expect(intercepted).toMatchObject({ status: 200, body: 'fast' });
+    expect(proxy.stats.tlsHandshakes).toBe(1);
+    tls.destroy();
+
+    // The listener's port is known as ours: a request aimed back at it is a loop, not a self-connection.
+    const loop = net.connect(port, '127.0.0.1');
+    await once(loop, 'connect');
+    const looped = await rawRequest(
+      loop,
+      `GET http://127.0.0.1:${port}/ HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n\r\n`,
+    );
+    expect(looped.status).toBe(508);
+    expect(looped.headers['x-httpmesh-error']).toBe('HTTPMESH_PROXY_LOOP');
+    loop.destroy();
+  } finally {
+    server.close();
+    await proxy.close();
+  }
+});
+
+test('stopAccepting({ closeListener: false }) keeps the listener open; what it accepts is served with Connection: close', async () => {
+  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
+  const { port } = await proxy.listen(0);
+  const idle = net.connect(port, '127.0.0.1');
+  await once(idle, 'connect');
+  expect((await rawRequest(idle, absolute('/fast'))).status).toBe(200);
+  const idleClosed = once(idle, 'close');
+
+  await proxy.stopAccepting({ closeListener: false });
+  expect(proxy.stats.draining).toBe(true);
+  await idleClosed; // idle keep-alive connections still close
+
+  // A successor sharing the socket may not be accepting yet: this process must not refuse anyone.
+  const late = net.connect(port, '127.0.0.1');
+  await once(late, 'connect');
+  const reply = await rawRequest(late, absolute('/fast'));
+  expect(reply.status).toBe(200);
+  expect(reply.headers['connection']).toBe('close');
+  late.destroy();
+  await proxy.close();
+  // close() closes the listener it kept.
+  const refused = net.connect(port, '127.0.0.1');
+  const [error] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
+  expect(error.code).toBe('ECONNREFUSED');
+});

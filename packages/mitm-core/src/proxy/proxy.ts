@@ -125,6 +125,15 @@ export interface MitmProxyStats {
   readonly draining: boolean;
 }
 
+export interface StopAcceptingOptions {
+  /**
+   * Close the explicit-proxy listener (default true). `false` keeps it open while everything else drains:
+   * connections it still accepts are served with `Connection: close` (HTTP/1.1) or GOAWAY (h2), so no client
+   * is refused while a successor sharing the listening socket takes over; `close()` closes it later.
+   */
+  closeListener?: boolean;
+}
+
 export interface MitmProxy {
   /** Starts explicit-proxy mode (absolute-URI requests and CONNECT). Host defaults to 127.0.0.1. */
   listen(port?: number, host?: string): Promise<AddressInfo>;
@@ -134,6 +143,13 @@ export interface MitmProxy {
    * available the target is taken from SNI (TLS) or the Host header (plain HTTP).
    */
   handleConnection(socket: Socket, originalDestination?: OriginalDestination | null): void;
+  /**
+   * Explicit-proxy mode on a socket accepted by the caller's own listener (absolute-URI requests and
+   * CONNECT, exactly as `listen` serves them). For callers that own the listening socket, e.g. to hand it to
+   * a successor process: `net.createServer((s) => proxy.acceptConnection(s))`. The socket's local port is
+   * remembered for loop detection.
+   */
+  acceptConnection(socket: Socket): void;
   /** Replaces the filter chain; exchanges already running keep the chain they started with. */
   setFilters(filters: readonly ExchangeFilter[]): void;
   /** Replaces the upstream verification opt-out (list or predicate); applies from the next exchange. */
@@ -144,7 +160,7 @@ export interface MitmProxy {
    * `Connection: close`, and sends HTTP/2 clients GOAWAY. In-flight exchanges and tunnels finish. Resolves
    * once the listener is closed; poll `stats.activeExchanges` / `openClientSockets`, then call `close()`.
    */
-  stopAccepting(): Promise<void>;
+  stopAccepting(options?: StopAcceptingOptions): Promise<void>;
   readonly stats: MitmProxyStats;
   close(): Promise<void>;
 }
@@ -1406,6 +1422,15 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         destination,
       });
     },
+    acceptConnection(socket) {
+      if (closing) {
+        socket.destroy();
+        return;
+      }
+      const localPort = socket.localPort;
+      if (localPort !== undefined) ownPorts.add(localPort);
+      acceptExplicit(socket);
+    },
     setFilters(next) {
       filters = [...next];
     },
@@ -1422,9 +1447,9 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         draining,
       };
     },
-    async stopAccepting() {
+    async stopAccepting(stopOptions) {
       draining = true;
-      if (acceptor.listening) {
+      if (acceptor.listening && stopOptions?.closeListener !== false) {
         // Not close(callback): that waits for every accepted connection, which is what draining is for.
         acceptor.close();
       }
