@@ -307,19 +307,16 @@ export async function startSidecar(
   };
 
   if (options.mode === 'explicit') {
-    // The sidecar owns the listening socket and lends its handle to mitm-core's acceptor (Node's
-    // `server.listen(handle)`), so it can close it to stop accepting and send it to a successor.
-    // (No I/O turn runs between the bind and the acceptor taking the handle: both happen in one tick.)
-    if (inherited !== undefined) {
-      proxyHandle = inherited.proxy;
-      proxyAddress = await outbound.listen(inherited.proxy as unknown as number);
-    } else {
-      const server = createNetServer();
-      await listenOn(server, options.listen);
-      proxyHandle = handleOf(server);
-      proxyAddress = await outbound.listen(server as unknown as number);
-    }
-    closers.push(() => proxyHandle.close());
+    // The sidecar owns the listening socket (mitm-core's acceptConnection serves what it accepts), so it can
+    // close it to stop accepting and send its handle to a successor; a successor listens on that handle.
+    const server = createNetServer((socket: Socket) => {
+      accepted.outbound++;
+      outbound.acceptConnection(socket);
+    });
+    await listenOn(server, inherited?.proxy ?? options.listen);
+    closers.push(() => server.close());
+    proxyHandle = handleOf(server);
+    proxyAddress = server.address() as AddressInfo;
   } else {
     // Inbound: plain HTTP (asked with the original destination IP) is parsed and measured; TLS with an
     // SNI name is the service's own and passes through untouched.
@@ -429,6 +426,13 @@ export async function startSidecar(
       const deadline = Date.now() + deadlineMs;
       watcher?.close();
       for (const close of closers) close();
+      if (drainOptions?.waitForConnections !== true) {
+        // Shutdown: mitm-core closes idle keep-alive connections and sends h2 clients GOAWAY. Not for an
+        // upgrade: closing an idle connection races a client about to reuse it, so there the old process
+        // waits for clients to close (every response says `connection: close`).
+        void outbound.stopAccepting();
+        void inbound?.stopAccepting();
+      }
       let drained = inFlight === 0;
       if (!drained) {
         drained = await new Promise<boolean>((resolve) => {
