@@ -410,39 +410,7 @@ describe('filter chain', () => {
   });
 });
 
-describe('pinning, WebSocket and transparent mode', () => {
-  test('a client that rejects our certificate makes later connections to that host pass through', async () => {
-    const pinProxy = createMitmProxy({
-      ca: pki.proxyCa,
-      upstreamCa: [pki.upstreamCaPem],
-      handshakeTimeoutMs: 300,
-    });
-    const { port } = await pinProxy.listen(0);
-    // A "pinning" client: trusts only the real upstream CA.
-    await expect(tlsThroughProxy(port, 'localhost', upstream.port, pki.upstreamCaPem)).rejects.toThrow();
-    await waitFor(() => pinProxy.stats.pinnedHosts === 1);
-    const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.upstreamCaPem);
-    expect(socket.getPeerCertificate().issuer.CN).toBe('httpmesh test upstream CA');
-    socket.destroy();
-    await pinProxy.close();
-
-    const noPinning = createMitmProxy({
-      ca: pki.proxyCa,
-      pinning: { enabled: false },
-      handshakeTimeoutMs: 300,
-    });
-    const second = await noPinning.listen(0);
-    await expect(
-      tlsThroughProxy(second.port, 'localhost', upstream.port, pki.upstreamCaPem),
-    ).rejects.toThrow();
-    await waitFor(() => noPinning.stats.openClientSockets === 0);
-    await expect(
-      tlsThroughProxy(second.port, 'localhost', upstream.port, pki.upstreamCaPem),
-    ).rejects.toThrow();
-    expect(noPinning.stats.pinnedHosts).toBe(0);
-    await noPinning.close();
-  });
-
+describe('WebSocket and transparent mode (pinning: proxy-pinning.test.ts)', () => {
   test('WebSocket upgrade is proxied end to end through an intercepted tunnel', async () => {
     const socket = await tlsThroughProxy(proxyPort, 'localhost', upstream.port, pki.proxyCaPem);
     socket.write(

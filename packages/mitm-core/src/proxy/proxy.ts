@@ -180,8 +180,6 @@ interface TunnelTarget {
 const kTarget = Symbol('httpmesh.target');
 interface CarriedTarget extends TunnelTarget {
   tls: boolean;
-  /** Set once a request arrived; a TLS connection closed without one may be a pinning client. */
-  served?: boolean;
 }
 interface TargetCarrier {
   [kTarget]?: CarriedTarget;
@@ -575,8 +573,6 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     // The raw socket under a TLS layer does not always see its own close: end it with the TLS one.
     const parent = (tlsSocket as TLSSocket & { _parent?: Duplex })._parent;
     if (parent !== undefined) tlsSocket.once('close', () => parent.destroy());
-    const carrier = targetOf(tlsSocket);
-    if (pinningEnabled && carrier !== undefined) watchSilentClose(tlsSocket, carrier);
   });
   tlsServer.on('session', (session: http2.ServerHttp2Session) => {
     if (draining) session.close();
@@ -737,28 +733,17 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   function onHandshakeError(error: Error & { code?: string }, tlsSocket: TLSSocket): void {
     const carrier = targetOf(tlsSocket);
     const host = carrier?.host ?? (tlsSocket.servername || 'unknown');
-    // An alert means the client refused our certificate (OpenSSL, curl, Python, Java, browsers).
-    // Clients that verify after the handshake (Node) just drop the connection mid-handshake: a reset,
-    // or a FIN that node's TLS server only surfaces when the handshake timeout fires.
-    const code = error.code ?? '';
-    const rejected = code.includes('ALERT') || code === 'ECONNRESET' || code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
-    if (pinningEnabled && carrier !== undefined && rejected) {
+    // Only a client that refused our certificate with an alert saying so (OpenSSL, curl, Python, Java, Go,
+    // browsers) pins its host. A reset, a timeout or a close right after a good handshake also happen to
+    // healthy clients (a connection-pool probe, a crash, a cancelled request): counting them would take a
+    // host out of interception for the pinning TTL on a guess. Clients that verify only after the handshake
+    // (Node) close without an alert: they are indistinguishable from those, so they are not pinned.
+    if (pinningEnabled && carrier !== undefined && isCertificateRejection(error.code)) {
       pinned.remember(host);
     }
     reportError(new ClientHandshakeError(host, error.code ?? error.message, { cause: error }));
     tlsSocket.destroy();
     (tlsSocket as TLSSocket & { _parent?: Duplex })._parent?.destroy();
-  }
-
-  /**
-   * Clients that validate after the handshake (Node, Go with TLS 1.3) close without an alert.
-   * A connection closed with zero application bytes right after the handshake counts as a rejection.
-   */
-  function watchSilentClose(tlsSocket: TLSSocket, carrier: CarriedTarget): void {
-    const startedAt = performance.now();
-    tlsSocket.once('close', () => {
-      if (carrier.served !== true && performance.now() - startedAt < 1_000) pinned.remember(carrier.host);
-    });
   }
 
   // ---- HTTP exchange -----------------------------------------------------------------------
@@ -855,7 +840,6 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     exchanges++;
     const socket = (req.socket ?? undefined) as Socket | undefined;
     const carrier = socket === undefined ? undefined : targetOf(socket);
-    if (carrier !== undefined) carrier.served = true;
     const resolved = resolveTarget(req, carrier);
     if (resolved instanceof BadRequestError) {
       sendImmediate(res, errorResponse(resolved), undefined);
@@ -1232,7 +1216,6 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
 
   function handleUpgrade(req: IncomingMessage, clientSocket: Duplex, head: Buffer): void {
     const carrier = targetOf(req.socket);
-    if (carrier !== undefined) carrier.served = true;
     const resolved = resolveTarget(req, carrier);
     if (resolved instanceof BadRequestError) {
       clientSocket.end(plainResponse(400, resolved.code, resolved.message));
@@ -1467,6 +1450,27 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       await Promise.all([closed, verifiedAgent.close(), insecureAgent?.close()]);
     },
   };
+}
+
+/**
+ * TLS alerts a client sends when it does not accept the server's certificate (OpenSSL names them
+ * `..._ALERT_<NAME>` in the server-side error code). Other alerts (protocol_version, handshake_failure, ...)
+ * are not about the certificate and must not pin.
+ */
+const CERTIFICATE_REJECTION_ALERTS = [
+  'ALERT_UNKNOWN_CA',
+  'ALERT_BAD_CERTIFICATE',
+  'ALERT_CERTIFICATE_UNKNOWN',
+  'ALERT_UNSUPPORTED_CERTIFICATE',
+  'ALERT_CERTIFICATE_EXPIRED',
+  'ALERT_CERTIFICATE_REVOKED',
+  'ALERT_ACCESS_DENIED',
+];
+
+function isCertificateRejection(code: string | undefined): boolean {
+  if (code === undefined) return false;
+  for (const alert of CERTIFICATE_REJECTION_ALERTS) if (code.endsWith(alert)) return true;
+  return false;
 }
 
 /** Same for response hooks: our own errors (body over the cap) keep their code. */
