@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { UsageError } from './errors.js';
 import type { HostPort, SidecarOptions } from './options.js';
 import { pluginRawFromResource } from './plugins.js';
-import { type RulesDocument, validateRules } from './rules.js';
+import { type RulesDocument, type RulesValidationOptions, validateRules } from './rules.js';
 
 export interface ControlPlaneSource {
   readonly client: RuleSyncClient;
@@ -32,6 +32,7 @@ export function resourcesToRules(
   routes: readonly Resource[],
   version: string,
   plugins: readonly Resource[] = [],
+  validation: RulesValidationOptions = {},
 ): RulesDocument {
   const doc = {
     intercept: intercept.flatMap((r) =>
@@ -65,7 +66,7 @@ export function resourcesToRules(
       r.body?.$case === 'pluginConfig' ? [pluginRawFromResource(r.body.value)] : [],
     ),
   };
-  return validateRules(doc, 'control-plane', version);
+  return validateRules(doc, 'control-plane', version, validation);
 }
 
 /**
@@ -94,6 +95,8 @@ export async function startControlPlaneSource(
     );
   }
   const service = options.service ?? 'unknown_service';
+  // Same domain checks as a rules file: explicit mode also accepts local names and IP literals.
+  const validation: RulesValidationOptions = { localNames: options.mode === 'explicit' };
   const current = {
     [ResourceType.RESOURCE_TYPE_INTERCEPT_RULE]: [] as readonly Resource[],
     [ResourceType.RESOURCE_TYPE_ROUTE_SET]: [] as readonly Resource[],
@@ -122,7 +125,7 @@ export async function startControlPlaneSource(
         update.type === ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG
           ? update.resources
           : current[ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG];
-      resourcesToRules(intercept, routes, update.systemVersion, plugins); // throws -> NACK with the field in the message
+      resourcesToRules(intercept, routes, update.systemVersion, plugins, validation); // throws -> NACK with the field in the message
     },
     logger: {
       info: (message) => log.info({ event: 'rule-sync' }, message),
@@ -155,6 +158,7 @@ export async function startControlPlaneSource(
         current[ResourceType.RESOURCE_TYPE_ROUTE_SET],
         version,
         current[ResourceType.RESOURCE_TYPE_PLUGIN_CONFIG],
+        validation,
       ),
     );
   });
