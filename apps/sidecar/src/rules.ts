@@ -29,7 +29,7 @@ export interface RouteSetSpec {
 /** How strictly intercept domains are checked (the sidecar's mode decides). */
 export interface RulesValidationOptions {
   /**
-   * Explicit mode: also accept single-label names (`localhost`, `*.localhost`) and IP literals as intercept
+   * Explicit mode: also accept exact single-label names (`localhost`) and IP literals as intercept
    * domains. Transparent mode cannot (dnsmasq/ipset select HTTPS traffic by DNS name, and a single label
    * would capture a top-level domain), so the default is traffic-capture's DNS rules.
    */
@@ -38,14 +38,14 @@ export interface RulesValidationOptions {
 
 const LABEL_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
-/** Explicit mode's extra domains: an IP literal (brackets allowed for IPv6) or one DNS label (`*.` allowed). */
+/** Explicit mode's extra domains: an IP literal (brackets allowed for IPv6) or one exact DNS label. */
 function localInterceptDomain(domain: unknown): string | undefined {
   if (typeof domain !== 'string') return undefined;
   const name = domain.trim().toLowerCase();
   const unbracketed = name.startsWith('[') && name.endsWith(']') ? name.slice(1, -1) : name;
   if (isIP(unbracketed) !== 0) return unbracketed;
-  const label = name.startsWith('*.') ? name.slice(2) : name;
-  return LABEL_RE.test(label) ? name : undefined;
+  // `*.x` with one label would still capture a whole top-level domain: only exact single labels.
+  return LABEL_RE.test(name) ? name : undefined;
 }
 
 /** A loaded, validated rules document. */

@@ -166,7 +166,7 @@ describe('intercept domains by mode', () => {
   const rules = (domain: string) => `intercept:\n  - domain: '${domain}'\n`;
 
   test('explicit mode accepts single-label names and IP literals', () => {
-    for (const domain of ['localhost', '*.localhost', '127.0.0.1', '::1', '[::1]']) {
+    for (const domain of ['localhost', 'my-service', '127.0.0.1', '::1', '[::1]']) {
       const doc = parseRules(rules(domain), 'rules.yaml', { localNames: true });
       expect(doc.intercept[0]?.domain).toBe(domain === '[::1]' ? '::1' : domain);
     }
@@ -176,7 +176,8 @@ describe('intercept domains by mode', () => {
     for (const domain of ['localhost', '127.0.0.1', '::1']) {
       expect(() => parseRules(rules(domain), 'rules.yaml')).toThrow(/intercept\[0\]\.domain/);
     }
-    for (const domain of ['', 'bad_label', '*.', 'a..b', '[::1', '*.127.0.0.1']) {
+    // A one-label wildcard would capture a whole top-level domain, in any mode.
+    for (const domain of ['', 'bad_label', '*.', 'a..b', '[::1', '*.127.0.0.1', '*.localhost', '*.test']) {
       expect(() => parseRules(rules(domain), 'rules.yaml', { localNames: true })).toThrow(
         /intercept\[0\]\.domain/,
       );
