@@ -1,6 +1,6 @@
 /**
  * The plugin request-body phase (BUFFERED) through a REAL sidecar process with a REAL TypeScript plugin
- * (fixtures/redact-request-plugin.ts): card numbers are redacted before the request reaches the upstream,
+ * in TypeScript and in Python (fixtures/redact-request-plugin.ts, redact_request_plugin.py): card numbers are redacted before the request reaches the upstream,
  * with a content-length that matches the new body; a plugin's immediate response short-circuits; a body over
  * the plugin's cap gets 413; bodiless and clean requests pass untouched.
  */
@@ -8,9 +8,34 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { APP_DIR, type SidecarProcess, startSidecarProcess, tempDir } from './plugins-harness.js';
+import {
+  APP_DIR,
+  PYTHON,
+  pythonMissing,
+  type SidecarProcess,
+  startSidecarProcess,
+  tempDir,
+} from './plugins-harness.js';
 
-const PLUGIN = join(APP_DIR, 'test', 'fixtures', 'redact-request-plugin.ts');
+const missingPython = pythonMissing();
+if (missingPython !== undefined && process.env['CI'] === 'true') {
+  throw new Error(`CI must run the Python plugin tests: ${missingPython}`);
+}
+
+const LANGS = [
+  {
+    lang: 'TypeScript',
+    command: process.execPath,
+    args: ['--import', 'tsx', join(APP_DIR, 'test', 'fixtures', 'redact-request-plugin.ts')],
+    skip: undefined,
+  },
+  {
+    lang: 'Python',
+    command: PYTHON,
+    args: [join(APP_DIR, 'test', 'fixtures', 'redact_request_plugin.py')],
+    skip: missingPython,
+  },
+] as const;
 
 interface Seen {
   body: string;
@@ -93,67 +118,72 @@ afterAll(async () => {
   await new Promise<void>((resolve) => upstream.close(() => resolve()));
 });
 
-describe('plugin request-body phase (BUFFERED), TypeScript plugin, real sidecar', () => {
-  const tmp = tempDir('httpmesh-sidecar-plugin-body-');
-  let sidecar: SidecarProcess;
+for (const lang of LANGS) {
+  describe.skipIf(lang.skip !== undefined)(
+    `plugin request-body phase (BUFFERED), ${lang.lang} plugin, real sidecar`,
+    () => {
+      const tmp = tempDir('httpmesh-sidecar-plugin-body-');
+      let sidecar: SidecarProcess;
 
-  beforeAll(async () => {
-    sidecar = await startSidecarProcess({
-      dir: tmp.dir,
-      rules: [
-        'plugins:',
-        '  - name: redact-request',
-        `    command: ${JSON.stringify(process.execPath)}`,
-        `    args: ${JSON.stringify(['--import', 'tsx', PLUGIN])}`,
-        '    order: 10',
-        '    timeoutMs: 2000',
-        '    failureMode: closed',
-        '',
-      ].join('\n'),
-    });
-  }, 60_000);
-  afterAll(async () => {
-    expect(await sidecar.stop()).toBe(0);
-    tmp.remove();
-  });
+      beforeAll(async () => {
+        sidecar = await startSidecarProcess({
+          dir: tmp.dir,
+          rules: [
+            'plugins:',
+            '  - name: redact-request',
+            `    command: ${JSON.stringify(lang.command)}`,
+            `    args: ${JSON.stringify(lang.args)}`,
+            '    order: 10',
+            '    timeoutMs: 2000',
+            '    failureMode: closed',
+            '',
+          ].join('\n'),
+        });
+      }, 60_000);
+      afterAll(async () => {
+        expect(await sidecar.stop()).toBe(0);
+        tmp.remove();
+      });
 
-  test('card numbers are redacted before the upstream; content-length follows the new body', async () => {
-    const original = 'order=7;card=4111 1111 1111 1111;note=ok';
-    const reply = await post(sidecar.proxyPort, '/pay', original);
-    expect(reply.status).toBe(200);
-    const seen = JSON.parse(reply.body) as Seen;
-    expect(seen.body).toBe('order=7;card=[REDACTED];note=ok');
-    expect(seen.contentLength).toBe(String(Buffer.byteLength(seen.body)));
-    expect(seen.transferEncoding).toBeNull();
-  });
+      test('card numbers are redacted before the upstream; content-length follows the new body', async () => {
+        const original = 'order=7;card=4111 1111 1111 1111;note=ok';
+        const reply = await post(sidecar.proxyPort, '/pay', original);
+        expect(reply.status).toBe(200);
+        const seen = JSON.parse(reply.body) as Seen;
+        expect(seen.body).toBe('order=7;card=[REDACTED];note=ok');
+        expect(seen.contentLength).toBe(String(Buffer.byteLength(seen.body)));
+        expect(seen.transferEncoding).toBeNull();
+      });
 
-  test('a chunked client body is redacted and sent length-framed', async () => {
-    const reply = await post(sidecar.proxyPort, '/pay', 'card=5500000000000004', true);
-    const seen = JSON.parse(reply.body) as Seen;
-    expect(seen).toEqual({ body: 'card=[REDACTED]', contentLength: '15', transferEncoding: null });
-  });
+      test('a chunked client body is redacted and sent length-framed', async () => {
+        const reply = await post(sidecar.proxyPort, '/pay', 'card=5500000000000004', true);
+        const seen = JSON.parse(reply.body) as Seen;
+        expect(seen).toEqual({ body: 'card=[REDACTED]', contentLength: '15', transferEncoding: null });
+      });
 
-  test('clean bodies pass untouched', async () => {
-    const reply = await post(sidecar.proxyPort, '/note', 'nothing secret here');
-    expect(JSON.parse(reply.body)).toEqual({
-      body: 'nothing secret here',
-      contentLength: '19',
-      transferEncoding: null,
-    });
-  });
+      test('clean bodies pass untouched', async () => {
+        const reply = await post(sidecar.proxyPort, '/note', 'nothing secret here');
+        expect(JSON.parse(reply.body)).toEqual({
+          body: 'nothing secret here',
+          contentLength: '19',
+          transferEncoding: null,
+        });
+      });
 
-  test("the plugin's immediate response short-circuits: the upstream is not called", async () => {
-    const before = hits;
-    const reply = await post(sidecar.proxyPort, '/x', 'this is forbidden');
-    expect(reply).toMatchObject({ status: 403, body: 'body refused by plugin' });
-    expect(hits).toBe(before);
-  });
+      test("the plugin's immediate response short-circuits: the upstream is not called", async () => {
+        const before = hits;
+        const reply = await post(sidecar.proxyPort, '/x', 'this is forbidden');
+        expect(reply).toMatchObject({ status: 403, body: 'body refused by plugin' });
+        expect(hits).toBe(before);
+      });
 
-  test("a body over the plugin's cap (1 KiB) gets 413 and never reaches the upstream", async () => {
-    const before = hits;
-    const reply = await post(sidecar.proxyPort, '/big', 'x'.repeat(4096));
-    expect(reply.status).toBe(413);
-    expect(reply.error).toBe('HTTPMESH_BODY_TOO_LARGE');
-    expect(hits).toBe(before);
-  });
-});
+      test("a body over the plugin's cap (1 KiB) gets 413 and never reaches the upstream", async () => {
+        const before = hits;
+        const reply = await post(sidecar.proxyPort, '/big', 'x'.repeat(4096));
+        expect(reply.status).toBe(413);
+        expect(reply.error).toBe('HTTPMESH_BODY_TOO_LARGE');
+        expect(hits).toBe(before);
+      });
+    },
+  );
+}
