@@ -25,6 +25,7 @@ function exchange(): Exchange {
     requestHeaders: { host: 'localhost' },
     status: 200,
     responseHeaders: {},
+    responseTrailers: undefined,
     timings: { start: 0, upstreamConnect: undefined, firstByte: undefined, end: undefined },
     locals: new Map(),
     readRequestBody: () => Promise.resolve(Buffer.alloc(0)),

@@ -57,6 +57,13 @@ export interface ExchangeFilter {
    */
   // biome-ignore lint/suspicious/noConfusingVoidType: hooks written before this could return a response return void
   onResponseHead?(exchange: Exchange): MaybePromise<ImmediateResponse | undefined | void>;
+  /**
+   * The upstream response ended with trailers (HTTP/1.1 chunked trailers or h2 trailing HEADERS), after the
+   * last body byte went to the client and before the response ends. Mutate `exchange.responseTrailers`
+   * (set to undefined or `{}` to drop them); a rejection or throw breaks the response (the client sees a
+   * reset, not a clean end). Not called for responses without trailers.
+   */
+  onResponseTrailers?(exchange: Exchange): MaybePromise<void>;
   /** Exactly once per exchange, success or failure. Must not throw (errors are reported, not raised). */
   onComplete?(exchange: Exchange, summary: ExchangeSummary): void;
 }
@@ -80,6 +87,12 @@ export interface Exchange {
   /** Set when the upstream head arrived. */
   status: number;
   responseHeaders: IncomingHttpHeaders | undefined;
+  /**
+   * Trailers the upstream sent after the response body (lower-case names), set just before the
+   * `onResponseTrailers` hooks run; forwarded to the client as they are when the response ends (on HTTP/1.1
+   * only when the response to the client is chunked: a length-framed one cannot carry trailers).
+   */
+  responseTrailers: IncomingHttpHeaders | undefined;
   readonly timings: ExchangeTimings;
   /** Per-exchange scratch space for filters (keyed by symbol or filter name). */
   readonly locals: Map<string | symbol, unknown>;
@@ -157,6 +170,21 @@ export function runResponseHead(
       );
     }
     if (outcome !== undefined && outcome !== null) return outcome;
+  }
+  return undefined;
+}
+
+/** Runs `onResponseTrailers` hooks in order; synchronous unless a hook returned a promise. */
+export function runResponseTrailers(
+  filters: readonly ExchangeFilter[],
+  exchange: Exchange,
+  from = 0,
+): MaybePromise<void> {
+  for (let i = from; i < filters.length; i++) {
+    const hook = (filters[i] as ExchangeFilter).onResponseTrailers;
+    if (hook === undefined) continue;
+    const outcome = hook.call(filters[i], exchange);
+    if (isPromise(outcome)) return outcome.then(() => runResponseTrailers(filters, exchange, i + 1));
   }
   return undefined;
 }

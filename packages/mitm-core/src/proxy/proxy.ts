@@ -28,8 +28,10 @@ import {
   type ExchangeTimings,
   type ImmediateResponse,
   isPromise,
+  type MaybePromise,
   runRequestHead,
   runResponseHead,
+  runResponseTrailers,
   type UpstreamTarget,
 } from './exchange.js';
 import { endToEndRequestHeaders, endToEndResponseHeaders, serializeUpgradeHead } from './headers.js';
@@ -206,6 +208,7 @@ class ExchangeState implements Exchange {
   requestHeaders: IncomingHttpHeaders;
   status = 0;
   responseHeaders: IncomingHttpHeaders | undefined = undefined;
+  responseTrailers: IncomingHttpHeaders | undefined = undefined;
   readonly timings: ExchangeTimings;
   #locals: Map<string | symbol, unknown> | undefined;
   requestBodyBytes = 0;
@@ -304,6 +307,32 @@ class ExchangeState implements Exchange {
 }
 
 /** A cap must be a real, non-negative integer: NaN would silently disable it. */
+/** True when the object has an own key (no array allocation, unlike `Object.keys`). */
+function hasKeys(value: object | null | undefined): boolean {
+  if (value === null || value === undefined) return false;
+  for (const _ in value) return true;
+  return false;
+}
+
+/**
+ * undici 7 hands h2 trailers to the new handler API through `parseHeaders`, which expects the raw
+ * HTTP/1.1 array and so yields `{}` for h2's object; the original object stays on `controller.rawTrailers`.
+ */
+function h2Trailers(controller: Dispatcher.DispatchController): IncomingHttpHeaders | undefined {
+  const raw = (controller as { rawTrailers?: unknown }).rawTrailers;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || !hasKeys(raw)) return undefined;
+  const out: IncomingHttpHeaders = {};
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    if (typeof value === 'string' || Array.isArray(value)) out[name] = value as string & string[];
+  }
+  return out;
+}
+
+function hasTrailerHook(chain: readonly ExchangeFilter[]): boolean {
+  for (const filter of chain) if (filter.onResponseTrailers !== undefined) return true;
+  return false;
+}
+
 function isByteCap(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
@@ -997,6 +1026,8 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     let bodyPromise: Promise<Buffer> | undefined;
     /** The response body a filter buffered: sent with a content-length instead of the streamed chunks. */
     let bufferedResponse: Buffer | undefined;
+    /** Upstream trailers not yet through the trailer hooks (undefined: none, or already run). */
+    let trailersToFilter: IncomingHttpHeaders | undefined;
 
     const onClientGone = (): void => {
       if (finished) return;
@@ -1013,7 +1044,9 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       headWritten = true;
       let headers = state.responseHeaders ?? {};
       if (bufferedResponse !== undefined) {
-        headers = { ...headers, 'content-length': String(bufferedResponse.length) };
+        // A length-framed HTTP/1.1 response cannot carry trailers: keep it chunked when some came.
+        if (trailersToFilter === undefined && !hasKeys(state.responseTrailers))
+          headers = { ...headers, 'content-length': String(bufferedResponse.length) };
         pending = [bufferedResponse];
       }
       try {
@@ -1031,7 +1064,32 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
 
     const endResponse = (): void => {
       if (finished) return;
+      if (trailersToFilter !== undefined) {
+        state.responseTrailers = trailersToFilter;
+        trailersToFilter = undefined;
+        let outcome: MaybePromise<void>;
+        try {
+          outcome = runResponseTrailers(chain, state);
+        } catch (error) {
+          fail(responseFilterFailure(error));
+          return;
+        }
+        if (isPromise(outcome)) {
+          outcome.then(endResponse, (error: unknown) => fail(responseFilterFailure(error)));
+          return;
+        }
+      }
       finished = true;
+      const trailers = state.responseTrailers;
+      if (trailers !== undefined && hasKeys(trailers)) {
+        try {
+          (res as ServerResponse).addTrailers(trailers as http.OutgoingHttpHeaders);
+        } catch (error) {
+          finished = false;
+          fail(new FilterError('addTrailers', { cause: error }));
+          return;
+        }
+      }
       res.end();
       complete(state, chain, undefined);
     };
@@ -1178,8 +1236,14 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
           res.once('drain', () => controller.resume());
         }
       },
-      onResponseEnd() {
+      onResponseEnd(controller, parsedTrailers) {
         ended = true;
+        const trailers = hasKeys(parsedTrailers) ? parsedTrailers : h2Trailers(controller);
+        if (trailers !== undefined) {
+          // Trailer hooks run only when a filter has one; otherwise the trailers are forwarded as they came.
+          if (chain.length !== 0 && hasTrailerHook(chain)) trailersToFilter = trailers as IncomingHttpHeaders;
+          else state.responseTrailers = trailers as IncomingHttpHeaders;
+        }
         if (headWritten) endResponse();
         else settleBody();
       },
