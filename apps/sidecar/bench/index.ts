@@ -266,13 +266,13 @@ try {
     `intercept:\n  - domain: ${UPSTREAM_NAME}\nroutes:\n  - host: ${UPSTREAM_NAME}\n    patterns: ['/items/:id']\n  - host: ${UPSTREAM_ADDRESS}\n    patterns: ['/items/:id']\n`,
   );
 
-  // The HTTPS upstream listens on 127.0.0.2:P and the sidecar's outbound listener on 127.0.0.1:P: in
-  // transparent mode without a NAT entry the sidecar routes by SNI and keeps the port it was reached on.
-  const httpsPort = await freePort(UPSTREAM_ADDRESS);
+  // The HTTPS upstream listens on 127.0.0.2:443 (inside the bench's own network namespace, so the port is
+  // free): in transparent mode without a NAT entry the sidecar routes by SNI to the scheme's default port.
+  const httpsPort = await freePort();
   const upstream = start(process.execPath, ['--import', 'tsx', join(appDir, 'bench', 'upstream.ts')], {
     ...process.env,
     BENCH_UPSTREAM_HOST: UPSTREAM_ADDRESS,
-    BENCH_UPSTREAM_HTTPS_PORT: String(httpsPort),
+    BENCH_UPSTREAM_HTTPS_PORT: '443',
     BENCH_UPSTREAM_CERT: upstreamCert,
     BENCH_UPSTREAM_KEY: upstreamKey,
   });
@@ -428,7 +428,7 @@ try {
         ...common,
         ...trust,
         '--mode',
-        `reverse:https://${UPSTREAM_NAME}:${httpsPort}`,
+        `reverse:https://${UPSTREAM_NAME}:${upstreamPorts.https}`,
         '--set',
         'keep_host_header=true',
         '--listen-port',
