@@ -419,8 +419,24 @@ export class SidecarPlugins {
       name: 'plugins',
       onRequestHead: (exchange) => this.#onRequestHead(exchange),
       onResponseHead: (exchange) => this.#onResponseHead(exchange),
+      onResponseTrailers: (exchange) => this.#onResponseTrailers(exchange),
       onComplete: (exchange, summary) => this.#onComplete(exchange, summary),
     };
+  }
+
+  #onResponseTrailers(exchange: Exchange): Promise<void> | undefined {
+    const local = exchange.locals.get(kPluginExchange) as PluginLocal | undefined;
+    if (
+      local === undefined ||
+      !wantsPhase(local.generation.supervisor, local.chain.plugins, 'responseTrailers')
+    )
+      return undefined;
+    return local.chain.onResponseTrailers(headerListFromRecord(exchange.responseTrailers ?? {})).then((d) => {
+      // The body has gone out: an immediate response (or a fail-closed failure) can no longer replace
+      // it, so the response is broken off instead of ending cleanly with trailers a plugin refused.
+      if (d.kind === 'respond') throw new Error(`plugin refused the response trailers (status ${d.status})`);
+      if (d.kind === 'mutate') exchange.responseTrailers = headerListToRecord(d.headers);
+    });
   }
 
   #onRequestHead(exchange: Exchange): Promise<ImmediateResponse | undefined> | undefined {
@@ -619,6 +635,16 @@ export class SidecarPlugins {
       );
     };
   }
+}
+
+/** True when some plugin of this exchange declared the phase (nothing is sent otherwise). */
+function wantsPhase(
+  supervisor: PluginSupervisor,
+  names: readonly string[],
+  phase: 'requestTrailers' | 'responseTrailers',
+): boolean {
+  for (const name of names) if (supervisor.client(name)?.wants(phase) === true) return true;
+  return false;
 }
 
 /** Largest body of this phase any plugin of this exchange wants (undefined: none wants it). */

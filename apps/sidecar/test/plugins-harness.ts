@@ -39,12 +39,20 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-/** Echoes the request headers as JSON; `/status/500` answers 500. */
+/** Echoes the request headers as JSON; `/status/500` answers 500; `/trailers...` ends with trailers. */
 export async function startUpstream(): Promise<Upstream> {
   let hits = 0;
   const server: Server = createServer((req, res) => {
     hits++;
     req.resume();
+    if (req.url?.startsWith('/trailers')) {
+      // Chunked with trailers: the response-trailers phase.
+      res.writeHead(200, { 'content-type': 'application/json', trailer: 'x-checksum, x-secret-trailer' });
+      res.write(JSON.stringify({ path: req.url, headers: req.headers }));
+      res.addTrailers({ 'x-checksum': 'c0ffee', 'x-secret-trailer': 'hidden' });
+      res.end();
+      return;
+    }
     const status = req.url?.startsWith('/status/500') ? 500 : 200;
     res.writeHead(status, { 'content-type': 'application/json', 'x-upstream-secret': 'hidden' });
     res.end(JSON.stringify({ path: req.url, headers: req.headers }));
@@ -184,6 +192,8 @@ export interface Reply {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly body: string;
+  /** Trailers after the body (HTTP/1.1 chunked). */
+  readonly trailers?: Record<string, string | undefined>;
 }
 
 /** A request through the explicit proxy (absolute-form target) to the upstream on loopback. */
@@ -209,7 +219,10 @@ export function viaProxy(
         res.on('data', (c: string) => {
           body += c;
         });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, trailers: res.trailers }),
+        );
+        res.on('aborted', () => reject(new Error(`response to ${path} broken off`)));
         res.on('error', reject);
       },
     );

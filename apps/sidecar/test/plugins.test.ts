@@ -129,6 +129,13 @@ for (const lang of LANGS) {
         expect(JSON.parse((await get('/body-plain')).body).path).toBe('/body-plain');
       });
 
+      test('response trailers: the plugin sets and removes trailers after a (buffered) body', async () => {
+        const reply = await get('/trailers');
+        expect(reply.status).toBe(200);
+        expect(JSON.parse(reply.body).path).toBe('/trailers');
+        expect(reply.trailers).toEqual({ 'x-checksum': 'c0ffee', 'x-trailer-lang': lang.lang });
+      });
+
       test('completion events reach the plugin', async () => {
         const base = Number((await get('/completions')).body);
         for (let i = 0; i < 3; i++) await get('/plain');

@@ -213,6 +213,16 @@ export class ChainExchange {
     return this.runBody(body, (ex, b) => ex.onResponseBody(b, true));
   }
 
+  /** Request trailers through every plugin that declared the phase (header mutations apply in order). */
+  onRequestTrailers(trailers: HeaderList): Promise<ChainHeadersDecision> {
+    return this.runHeaders(trailers, (ex, t) => ex.onRequestTrailers(t));
+  }
+
+  /** Response trailers through every plugin that declared the phase (header mutations apply in order). */
+  onResponseTrailers(trailers: HeaderList): Promise<ChainHeadersDecision> {
+    return this.runHeaders(trailers, (ex, t) => ex.onResponseTrailers(t));
+  }
+
   complete(timings: ExchangeTimings): void {
     for (const s of this.steps) s.exchange?.complete(timings);
   }
