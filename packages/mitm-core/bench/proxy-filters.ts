@@ -31,6 +31,8 @@ function exchange(): Exchange {
     readRequestBody: () => Promise.resolve(Buffer.alloc(0)),
     setRequestBody: () => {},
     readResponseBody: () => Promise.resolve(Buffer.alloc(0)),
+    transformRequestBody: () => {},
+    transformResponseBody: () => {},
     upstreamHeadersTimeoutMs: undefined,
     upstreamBodyTimeoutMs: undefined,
   };

@@ -53,6 +53,7 @@ export type {
 } from './proxy/proxy.js';
 export type {
   Exchange,
+  BodyChunkTransform,
   ExchangeFilter,
   ExchangeSummary,
   ExchangeTimings,

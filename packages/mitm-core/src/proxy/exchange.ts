@@ -43,6 +43,13 @@ export interface ExchangeSummary {
 export type MaybePromise<T> = T | Promise<T>;
 
 /**
+ * A per-chunk body transform: called for every chunk as it passes (one at a time, in order; the stream
+ * waits for it), then once with an empty chunk and `end = true`. Return replacement bytes (may be empty)
+ * or undefined to pass the chunk unchanged. A throw or rejection aborts the exchange.
+ */
+export type BodyChunkTransform = (chunk: Buffer, end: boolean) => MaybePromise<Uint8Array | undefined>;
+
+/**
  * One hook object per concern (metrics, timeouts, access control, plugins...). Every hook is optional;
  * a hook that returns a non-promise keeps the exchange on the synchronous fast path.
  */
@@ -123,6 +130,18 @@ export interface Exchange {
    * `HTTPMESH_RESPONSE_BODY_TOO_LARGE`. Only from `onResponseHead`; bodies stream untouched unless asked.
    */
   readResponseBody(maxBytes: number): Promise<Buffer>;
+  /**
+   * Streams the request body through `transform` chunk by chunk instead of forwarding it untouched
+   * (no buffering; `content-length` is dropped, the body goes chunked). From `onRequestHead`; a throw
+   * there, or a transform failure, fails the exchange (`HTTPMESH_FILTER_FAILED` or the upstream error).
+   */
+  transformRequestBody(transform: BodyChunkTransform): void;
+  /**
+   * Streams the response body through `transform` chunk by chunk (the upstream is held while a chunk is
+   * transformed, so memory stays one chunk deep; `content-length` is dropped). Only from `onResponseHead`.
+   * A transform failure breaks the response off (the head is already sent).
+   */
+  transformResponseBody(transform: BodyChunkTransform): void;
 }
 
 type RequestHeadOutcome = ImmediateResponse | undefined;

@@ -5,7 +5,7 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
-import type { Duplex, Readable } from 'node:stream';
+import { type Duplex, Readable } from 'node:stream';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import { DEFAULT_MAX_CLIENT_HELLO_BYTES, type ClientHelloInfo, peekClientHello } from './clienthello.js';
 import {
@@ -22,6 +22,7 @@ import {
   statusForError,
 } from './errors.js';
 import {
+  type BodyChunkTransform,
   type Exchange,
   type ExchangeFilter,
   type ExchangeSummary,
@@ -267,6 +268,30 @@ class ExchangeState implements Exchange {
 
   /** Set once the request went upstream: a body replaced later would silently not be sent. */
   requestForwarded = false;
+  /** Per-chunk request body transform (`transformRequestBody`). */
+  requestBodyTransform: BodyChunkTransform | undefined = undefined;
+  /** Per-chunk response body transform (`transformResponseBody`); only settable from `onResponseHead`. */
+  responseBodyTransform: BodyChunkTransform | undefined = undefined;
+  /** True while `onResponseHead` hooks run. */
+  inResponseHead = false;
+
+  transformRequestBody(transform: BodyChunkTransform): void {
+    if (this.requestForwarded || this.bufferedBody !== undefined) {
+      throw new FilterError('transformRequestBody', {
+        cause: new Error('only from onRequestHead, before the body is buffered or forwarded'),
+      });
+    }
+    this.requestBodyTransform = transform;
+    // Chunks may change size: the body goes chunked.
+    delete this.requestHeaders['content-length'];
+  }
+
+  transformResponseBody(transform: BodyChunkTransform): void {
+    if (!this.inResponseHead) {
+      throw new FilterError('transformResponseBody', { cause: new Error('only from onResponseHead') });
+    }
+    this.responseBodyTransform = transform;
+  }
 
   setRequestBody(body: Uint8Array | string): void {
     if (this.requestForwarded) {
@@ -306,7 +331,39 @@ class ExchangeState implements Exchange {
   }
 }
 
-/** A cap must be a real, non-negative integer: NaN would silently disable it. */
+const EMPTY = Buffer.alloc(0);
+
+/** Resolves once the response can take more data (or is gone). */
+function drained(res: ClientResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/** The request body through a per-chunk transform, then one final empty chunk with `end`. */
+async function* transformedChunks(
+  source: AsyncIterable<Buffer>,
+  transform: BodyChunkTransform,
+): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    const out = await transform(chunk as Buffer, false);
+    const data = out === undefined ? (chunk as Buffer) : toBuffer(out);
+    if (data.length > 0) yield data;
+  }
+  const last = await transform(EMPTY, true);
+  if (last !== undefined && last.length > 0) yield toBuffer(last);
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** True when the object has an own key (no array allocation, unlike `Object.keys`). */
 function hasKeys(value: object | null | undefined): boolean {
   if (value === null || value === undefined) return false;
@@ -333,6 +390,7 @@ function hasTrailerHook(chain: readonly ExchangeFilter[]): boolean {
   return false;
 }
 
+/** A cap must be a real, non-negative integer: NaN would silently disable it. */
 function isByteCap(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
@@ -1006,7 +1064,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         : withBody
           ? chain.length === 0
             ? req
-            : countingBody(req, state)
+            : state.requestBodyTransform !== undefined
+              ? Readable.from(transformedChunks(countingBody(req, state), state.requestBodyTransform), {
+                  objectMode: false,
+                })
+              : countingBody(req, state)
           : null;
     const defaultPort = upstream.protocol === 'https:' ? 443 : 80;
     const origin =
@@ -1049,6 +1111,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
           headers = { ...headers, 'content-length': String(bufferedResponse.length) };
         pending = [bufferedResponse];
       }
+      if (state.responseBodyTransform !== undefined && headers['content-length'] !== undefined) {
+        // Chunks may change size: the body goes chunked (h2: unframed DATA).
+        headers = { ...headers };
+        delete headers['content-length'];
+      }
       try {
         (res as ServerResponse).writeHead(state.status, headers as http.OutgoingHttpHeaders);
       } catch (error) {
@@ -1056,10 +1123,33 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         return;
       }
       if (pending !== undefined) {
-        for (const chunk of pending) (res as ServerResponse).write(chunk);
+        if (state.responseBodyTransform !== undefined)
+          for (const chunk of pending) transformChunk(chunk, false);
+        else for (const chunk of pending) (res as ServerResponse).write(chunk);
         pending = undefined;
       }
-      if (ended) endResponse();
+      if (ended) {
+        if (state.responseBodyTransform !== undefined) transformChunk(EMPTY, true);
+        else endResponse();
+      }
+    };
+
+    /** Tail of the per-chunk response transforms: one chunk at a time, in order. */
+    let transformTail: Promise<void> | undefined;
+    const transformChunk = (chunk: Buffer, end: boolean): Promise<void> => {
+      const transform = state.responseBodyTransform as BodyChunkTransform;
+      const run = async (): Promise<void> => {
+        if (finished) return;
+        const out = await transform(chunk, end);
+        if (finished) return;
+        const data = out === undefined ? chunk : out;
+        if (data.length > 0 && !(res as ServerResponse).write(data)) await drained(res);
+        if (end) endResponse();
+      };
+      transformTail = (transformTail ?? Promise.resolve()).then(run).catch((error: unknown) => {
+        fail(responseFilterFailure(error));
+      });
+      return transformTail;
     };
 
     const endResponse = (): void => {
@@ -1157,6 +1247,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
 
     const afterResponseHead = (immediate: ImmediateResponse | undefined): void => {
       state.setResponseBodyReader(undefined);
+      state.inResponseHead = false;
       if (bodyWaiter !== undefined) {
         // The hook returned without awaiting the body it asked for: stream instead.
         bodyWaiter.reject(
@@ -1192,9 +1283,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         }
         state.setResponseBodyReader(readResponseBody);
         let outcome: ReturnType<typeof runResponseHead>;
+        state.inResponseHead = true;
         try {
           outcome = runResponseHead(chain, state);
         } catch (error) {
+          state.inResponseHead = false;
           state.setResponseBodyReader(undefined);
           controller.abort(responseFilterFailure(error));
           return;
@@ -1231,6 +1324,14 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
           pending?.push(chunk);
           return;
         }
+        if (state.responseBodyTransform !== undefined) {
+          // Hold the upstream until this chunk went through the transform: memory stays one chunk deep.
+          controller.pause();
+          transformChunk(chunk, false).then(() => {
+            if (!finished) controller.resume();
+          });
+          return;
+        }
         if (!(res as ServerResponse).write(chunk)) {
           controller.pause();
           res.once('drain', () => controller.resume());
@@ -1244,8 +1345,9 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
           if (chain.length !== 0 && hasTrailerHook(chain)) trailersToFilter = trailers as IncomingHttpHeaders;
           else state.responseTrailers = trailers as IncomingHttpHeaders;
         }
-        if (headWritten) endResponse();
-        else settleBody();
+        if (!headWritten) settleBody();
+        else if (state.responseBodyTransform !== undefined) transformChunk(EMPTY, true);
+        else endResponse();
       },
       onResponseError(_controller, error) {
         if (bodyWaiter !== undefined) {
