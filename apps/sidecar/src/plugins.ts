@@ -1,7 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import type { Exchange, ExchangeFilter, ExchangeSummary, ImmediateResponse } from '@httpmesh/mitm-core';
+import type {
+  BodyChunkTransform,
+  Exchange,
+  ExchangeFilter,
+  ExchangeSummary,
+  ImmediateResponse,
+} from '@httpmesh/mitm-core';
 import {
+  type ChainBodyDecision,
   type ChainExchange,
   headerListFromRecord,
   headerListToRecord,
@@ -460,7 +467,12 @@ export class SidecarPlugins {
         if (d.kind === 'respond') return immediate(d.status, d.headers, d.body);
         if (d.kind === 'mutate') exchange.requestHeaders = headerListToRecord(d.headers);
         const limit = bodyLimit(generation.supervisor, ex.plugins, 'requestBody');
-        if (limit === undefined) return undefined;
+        if (limit === undefined) {
+          // Only STREAMED plugins (if any): chunks go to them as they pass, nothing is buffered.
+          if (streamedOnly(generation.supervisor, ex.plugins, 'requestBody'))
+            exchange.transformRequestBody(chunkTransform((c, end) => ex.onRequestBodyChunk(c, end)));
+          return undefined;
+        }
         // Some plugin asked for the request body (BUFFERED): buffer it under the largest cap asked for
         // (beyond it mitm-core answers 413 HTTPMESH_BODY_TOO_LARGE), then forward the replacement a plugin
         // made, or its immediate response. A request without a body is not sent to the body phase.
@@ -485,7 +497,13 @@ export class SidecarPlugins {
         if (d.kind === 'respond') return immediate(d.status, d.headers, d.body);
         if (d.kind === 'mutate') exchange.responseHeaders = headerListToRecord(d.headers);
         const limit = bodyLimit(local.generation.supervisor, local.chain.plugins, 'responseBody');
-        if (limit === undefined) return undefined;
+        if (limit === undefined) {
+          if (streamedOnly(local.generation.supervisor, local.chain.plugins, 'responseBody'))
+            exchange.transformResponseBody(
+              chunkTransform((c, end) => local.chain.onResponseBodyChunk(c, end)),
+            );
+          return undefined;
+        }
         // Some plugin asked for the response body: buffer it (over the cap mitm-core answers 502
         // HTTPMESH_RESPONSE_BODY_TOO_LARGE) and answer with the replacement when a plugin changed it.
         const body = await exchange.readResponseBody(limit);
@@ -647,7 +665,52 @@ function wantsPhase(
   return false;
 }
 
-/** Largest body of this phase any plugin of this exchange wants (undefined: none wants it). */
+/**
+ * A STREAMED body chunk through the chain: the replacement a plugin made, or the chunk unchanged. The head
+ * has already gone (request: upstream, response: client), so an immediate response or a fail-closed failure
+ * cannot be answered any more: it aborts the exchange instead (request: the client gets an error status;
+ * response: the response is broken off).
+ */
+function chunkTransform(
+  run: (chunk: Buffer, end: boolean) => Promise<ChainBodyDecision>,
+): BodyChunkTransform {
+  return (chunk, end) =>
+    run(chunk, end).then((d) => {
+      if (d.kind === 'respond')
+        throw new PluginStreamAbortedError(
+          d.headers.find(([n]) => n === 'x-httpmesh-error')?.[1] ?? `immediate response ${d.status}`,
+        );
+      return d.kind === 'mutate' ? d.body : undefined;
+    });
+}
+
+/** A plugin stopped a STREAMED body (immediate response or fail-closed failure mid-stream). */
+export class PluginStreamAbortedError extends Error {
+  override readonly name = 'PluginStreamAbortedError';
+  readonly code = 'HTTPMESH_PLUGIN_STREAM_ABORTED';
+  constructor(reason: string) {
+    super(`a plugin stopped the streamed body: ${reason}`);
+  }
+}
+
+/** True when some plugin wants this body phase and every one that does wants it STREAMED. */
+function streamedOnly(
+  supervisor: PluginSupervisor,
+  names: readonly string[],
+  phase: 'requestBody' | 'responseBody',
+): boolean {
+  let streamed = false;
+  for (const name of names) {
+    const client = supervisor.client(name);
+    if (client === undefined || !client.wants(phase)) continue;
+    const mode = client.bodyDelivery(phase)?.mode;
+    if (mode === 'streamed') streamed = true;
+    else if (mode === 'buffered') return false;
+  }
+  return streamed;
+}
+
+/** Largest body of this phase a BUFFERED plugin of this exchange wants (undefined: none wants it buffered). */
 function bodyLimit(
   supervisor: PluginSupervisor,
   names: readonly string[],
@@ -657,8 +720,9 @@ function bodyLimit(
   for (const name of names) {
     const client = supervisor.client(name);
     if (client === undefined || !client.wants(phase)) continue;
-    const max = client.bodyDelivery(phase)?.maxBytes;
-    if (max === undefined) continue;
+    const delivery = client.bodyDelivery(phase);
+    if (delivery === undefined || delivery.mode !== 'buffered') continue;
+    const max = delivery.maxBytes;
     limit = limit === undefined ? max : Math.max(limit, max);
   }
   return limit;

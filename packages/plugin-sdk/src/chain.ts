@@ -213,6 +213,20 @@ export class ChainExchange {
     return this.runBody(body, (ex, b) => ex.onResponseBody(b, true));
   }
 
+  /**
+   * One request body chunk (STREAMED delivery) through every plugin that wants the body, each seeing the
+   * chunk as the previous one left it; `endOfStream` marks the last (possibly empty) chunk. Only for
+   * chains without a BUFFERED body plugin (a buffered plugin would replace the last chunk with a whole body).
+   */
+  onRequestBodyChunk(chunk: Buffer, endOfStream: boolean): Promise<ChainBodyDecision> {
+    return this.runBody(chunk, (ex, b) => ex.onRequestBody(b, endOfStream));
+  }
+
+  /** One response body chunk (STREAMED delivery); see `onRequestBodyChunk`. */
+  onResponseBodyChunk(chunk: Buffer, endOfStream: boolean): Promise<ChainBodyDecision> {
+    return this.runBody(chunk, (ex, b) => ex.onResponseBody(b, endOfStream));
+  }
+
   /** Request trailers through every plugin that declared the phase (header mutations apply in order). */
   onRequestTrailers(trailers: HeaderList): Promise<ChainHeadersDecision> {
     return this.runHeaders(trailers, (ex, t) => ex.onRequestTrailers(t));
