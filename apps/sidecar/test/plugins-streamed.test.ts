@@ -43,6 +43,8 @@ const BIG_CHUNK = Buffer.alloc(64 * 1024, 0x61);
 
 let upstream: Server;
 let upstreamPort = 0;
+/** /echo requests whose body the upstream received completely. */
+let upstreamCompleted = 0;
 
 beforeAll(async () => {
   upstream = createServer((req, res) => {
@@ -67,6 +69,7 @@ beforeAll(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      upstreamCompleted++;
       const text = `${Buffer.concat(chunks).toString()};cl=${req.headers['content-length'] ?? 'none'};te=${req.headers['transfer-encoding'] ?? 'none'}`;
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text) });
       res.end(text);
@@ -185,6 +188,18 @@ for (const lang of LANGS) {
       expect(reply.tail).toBe(
         `${upstreamText.toUpperCase()}|response-bytes=${Buffer.byteLength(upstreamText)}`,
       );
+    });
+
+    test('an immediate response mid-stream cannot be honoured: the exchange fails, never forwarded whole', async () => {
+      const before = upstreamCompleted;
+      const reply = await send(sidecar.proxyPort, 'POST', '/echo', ['fine so far ', 'forbidden'], 0).catch(
+        (e: Error): Streamed => ({ status: 0, headers: {}, bytes: 0, uniform: false, tail: e.message }),
+      );
+      // The head went upstream already, so the client gets an error status (or a broken response), and the
+      // upstream never completes the request.
+      expect(reply.status === 0 || reply.status >= 500).toBe(true);
+      if (reply.status !== 0) expect(reply.headers['x-httpmesh-error']).toMatch(/^HTTPMESH_/);
+      expect(upstreamCompleted).toBe(before);
     });
 
     test('a 50 MB response streams through chunk by chunk; sidecar memory stays bounded', async () => {
