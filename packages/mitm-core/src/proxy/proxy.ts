@@ -1147,7 +1147,10 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         if (end) endResponse();
       };
       transformTail = (transformTail ?? Promise.resolve()).then(run).catch((error: unknown) => {
-        fail(responseFilterFailure(error));
+        const failure = responseFilterFailure(error);
+        fail(failure);
+        // The upstream is paused mid-body: release it now rather than at its body timeout.
+        if (!ended) controllerRef?.abort(failure);
       });
       return transformTail;
     };
