@@ -426,9 +426,26 @@ export class SidecarPlugins {
       name: 'plugins',
       onRequestHead: (exchange) => this.#onRequestHead(exchange),
       onResponseHead: (exchange) => this.#onResponseHead(exchange),
+      onRequestTrailers: (exchange) => this.#onRequestTrailers(exchange),
       onResponseTrailers: (exchange) => this.#onResponseTrailers(exchange),
       onComplete: (exchange, summary) => this.#onComplete(exchange, summary),
     };
+  }
+
+  #onRequestTrailers(exchange: Exchange): Promise<void> | undefined {
+    const local = exchange.locals.get(kPluginExchange) as PluginLocal | undefined;
+    if (
+      local === undefined ||
+      !wantsPhase(local.generation.supervisor, local.chain.plugins, 'requestTrailers')
+    )
+      return undefined;
+    return local.chain.onRequestTrailers(headerListFromRecord(exchange.requestTrailers ?? {})).then((d) => {
+      // The request head and body have gone upstream: an immediate response (or a fail-closed failure)
+      // cannot replace the exchange any more, so it fails (500 HTTPMESH_FILTER_FAILED) instead of
+      // forwarding trailers a plugin refused.
+      if (d.kind === 'respond') throw new Error(`plugin refused the request trailers (status ${d.status})`);
+      if (d.kind === 'mutate') exchange.requestTrailers = headerListToRecord(d.headers);
+    });
   }
 
   #onResponseTrailers(exchange: Exchange): Promise<void> | undefined {

@@ -45,6 +45,14 @@ export async function startUpstream(): Promise<Upstream> {
   const server: Server = createServer((req, res) => {
     hits++;
     req.resume();
+    if (req.url?.startsWith('/req-trailers')) {
+      // The request-trailers phase: the reply names the trailers that arrived after the body.
+      req.once('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ path: req.url, headers: req.headers, trailers: req.trailers }));
+      });
+      return;
+    }
     if (req.url?.startsWith('/trailers')) {
       // Chunked with trailers: the response-trailers phase.
       res.writeHead(200, { 'content-type': 'application/json', trailer: 'x-checksum, x-secret-trailer' });
@@ -229,6 +237,42 @@ export function viaProxy(
     req.on('error', reject);
     // A request that hangs is a failure with a name, not a test timeout.
     req.setTimeout(15_000, () => req.destroy(new Error(`no response within 15 s for ${path}`)));
+    req.end();
+  });
+}
+
+/** A chunked POST through the explicit proxy whose body ends with `trailers` (node:http `addTrailers`). */
+export function viaProxyWithTrailers(
+  proxyPort: number,
+  upstreamPort: number,
+  path: string,
+  trailers: Record<string, string>,
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        method: 'POST',
+        host: '127.0.0.1',
+        port: proxyPort,
+        path: `http://127.0.0.1:${upstreamPort}${path}`,
+        headers: { host: `127.0.0.1:${upstreamPort}`, trailer: Object.keys(trailers).join(', ') },
+        agent: false,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('aborted', () => reject(new Error(`response to ${path} broken off`)));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.setTimeout(15_000, () => req.destroy(new Error(`no response within 15 s for ${path}`)));
+    req.write('signed body');
+    req.addTrailers(trailers);
     req.end();
   });
 }

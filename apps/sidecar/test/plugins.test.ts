@@ -21,6 +21,7 @@ import {
   tempDir,
   type Upstream,
   viaProxy,
+  viaProxyWithTrailers,
   waitFor,
 } from './plugins-harness.js';
 
@@ -134,6 +135,26 @@ for (const lang of LANGS) {
         expect(reply.status).toBe(200);
         expect(JSON.parse(reply.body).path).toBe('/trailers');
         expect(reply.trailers).toEqual({ 'x-checksum': 'c0ffee', 'x-trailer-lang': lang.lang });
+      });
+
+      test('request trailers: the plugin sets and removes trailers the client sent after its body', async () => {
+        const reply = await viaProxyWithTrailers(sidecar.proxyPort, upstream.port, '/req-trailers', {
+          'x-client-sum': 'abc',
+          'x-client-secret': 'hidden',
+        });
+        expect(reply.status).toBe(200);
+        expect(JSON.parse(reply.body).trailers).toEqual({
+          'x-client-sum': 'abc',
+          'x-req-trailer-lang': lang.lang,
+        });
+      });
+
+      test('request trailers: an immediate response there fails the exchange instead of forwarding', async () => {
+        const reply = await viaProxyWithTrailers(sidecar.proxyPort, upstream.port, '/req-trailers', {
+          'x-client-sum': 'refuse',
+        });
+        expect(reply.status).toBe(500);
+        expect(reply.headers['x-httpmesh-error']).toBe('HTTPMESH_FILTER_FAILED');
       });
 
       test('completion events reach the plugin', async () => {

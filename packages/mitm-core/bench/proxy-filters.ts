@@ -26,6 +26,7 @@ function exchange(): Exchange {
     status: 200,
     responseHeaders: {},
     responseTrailers: undefined,
+    requestTrailers: undefined,
     timings: { start: 0, upstreamConnect: undefined, firstByte: undefined, end: undefined },
     locals: new Map(),
     readRequestBody: () => Promise.resolve(Buffer.alloc(0)),

@@ -74,6 +74,7 @@ export {
   ProxyLoopError,
   ProxyOptionsError,
   RequestBodyTooLargeError,
+  RequestTrailerInvalidError,
   ResponseBodyTooLargeError,
   UpstreamCertificateError,
   UpstreamResetError,

@@ -78,6 +78,18 @@ export class FilterError extends MitmProxyError {
   }
 }
 
+/** A request trailer (from the client or set by a filter) is not a valid field name or value. */
+export class RequestTrailerInvalidError extends MitmProxyError {
+  constructor(name: string, options?: { cause?: unknown }) {
+    super(
+      'HTTPMESH_REQUEST_TRAILER_INVALID',
+      `request trailer ${JSON.stringify(name)} is not a valid field`,
+      options,
+    );
+    this.name = 'RequestTrailerInvalidError';
+  }
+}
+
 export class RequestBodyTooLargeError extends MitmProxyError {
   constructor(maxBytes: number) {
     super('HTTPMESH_BODY_TOO_LARGE', `request body exceeds the ${maxBytes}-byte buffering cap`);
@@ -182,6 +194,7 @@ export function statusForError(error: MitmProxyError): number {
     case 'HTTPMESH_BODY_TOO_LARGE':
       return 413;
     case 'HTTPMESH_FILTER_FAILED':
+    case 'HTTPMESH_REQUEST_TRAILER_INVALID':
       return 500;
     case 'HTTPMESH_PROXY_CLOSED':
       return 503;

@@ -71,6 +71,15 @@ export interface ExchangeFilter {
    * reset, not a clean end). Not called for responses without trailers.
    */
   onResponseTrailers?(exchange: Exchange): MaybePromise<void>;
+  /**
+   * The client's request ended with trailers (HTTP/1.1 chunked trailers or h2 trailing HEADERS), after the
+   * last body byte went upstream and before the upstream request ends. Only for requests that announced
+   * trailers (`trailer` or `te: trailers` request header); those go upstream over node:http instead of
+   * undici, since undici cannot send request trailers. Mutate `exchange.requestTrailers` (undefined or `{}`
+   * drops them); a throw or rejection breaks the exchange (`HTTPMESH_FILTER_FAILED`), and a name or value
+   * that is not a valid field is refused with `HTTPMESH_REQUEST_TRAILER_INVALID`.
+   */
+  onRequestTrailers?(exchange: Exchange): MaybePromise<void>;
   /** Exactly once per exchange, success or failure. Must not throw (errors are reported, not raised). */
   onComplete?(exchange: Exchange, summary: ExchangeSummary): void;
 }
@@ -100,6 +109,11 @@ export interface Exchange {
    * only when the response to the client is chunked: a length-framed one cannot carry trailers).
    */
   responseTrailers: IncomingHttpHeaders | undefined;
+  /**
+   * Trailers the client sent after the request body (lower-case names), set just before the
+   * `onRequestTrailers` hooks run; forwarded upstream as they are when the request ends.
+   */
+  requestTrailers: IncomingHttpHeaders | undefined;
   readonly timings: ExchangeTimings;
   /** Per-exchange scratch space for filters (keyed by symbol or filter name). */
   readonly locals: Map<string | symbol, unknown>;
@@ -204,6 +218,21 @@ export function runResponseTrailers(
     if (hook === undefined) continue;
     const outcome = hook.call(filters[i], exchange);
     if (isPromise(outcome)) return outcome.then(() => runResponseTrailers(filters, exchange, i + 1));
+  }
+  return undefined;
+}
+
+/** Runs `onRequestTrailers` hooks in order; synchronous unless a hook returned a promise. */
+export function runRequestTrailers(
+  filters: readonly ExchangeFilter[],
+  exchange: Exchange,
+  from = 0,
+): MaybePromise<void> {
+  for (let i = from; i < filters.length; i++) {
+    const hook = (filters[i] as ExchangeFilter).onRequestTrailers;
+    if (hook === undefined) continue;
+    const outcome = hook.call(filters[i], exchange);
+    if (isPromise(outcome)) return outcome.then(() => runRequestTrailers(filters, exchange, i + 1));
   }
   return undefined;
 }

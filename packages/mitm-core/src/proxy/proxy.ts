@@ -31,10 +31,12 @@ import {
   isPromise,
   type MaybePromise,
   runRequestHead,
+  runRequestTrailers,
   runResponseHead,
   runResponseTrailers,
   type UpstreamTarget,
 } from './exchange.js';
+import { dispatchWithTrailers } from './trailer-upstream.js';
 import { endToEndRequestHeaders, endToEndResponseHeaders, serializeUpgradeHead } from './headers.js';
 import { PinnedHostMemory } from './pinning.js';
 import {
@@ -210,6 +212,7 @@ class ExchangeState implements Exchange {
   status = 0;
   responseHeaders: IncomingHttpHeaders | undefined = undefined;
   responseTrailers: IncomingHttpHeaders | undefined = undefined;
+  requestTrailers: IncomingHttpHeaders | undefined = undefined;
   readonly timings: ExchangeTimings;
   #locals: Map<string | symbol, unknown> | undefined;
   requestBodyBytes = 0;
@@ -383,6 +386,21 @@ function h2Trailers(controller: Dispatcher.DispatchController): IncomingHttpHead
     if (typeof value === 'string' || Array.isArray(value)) out[name] = value as string & string[];
   }
   return out;
+}
+
+/**
+ * A request whose client announced trailers (`trailer`, or `te: trailers` as gRPC sends it): it goes
+ * upstream over node:http, which can send them. Everything else keeps the undici pools.
+ */
+function announcesTrailers(req: { headers: IncomingHttpHeaders }): boolean {
+  if (req.headers.trailer !== undefined) return true;
+  const te = req.headers.te;
+  return typeof te === 'string' && te.toLowerCase().includes('trailers');
+}
+
+function hasRequestTrailerHook(chain: readonly ExchangeFilter[]): boolean {
+  for (const filter of chain) if (filter.onRequestTrailers !== undefined) return true;
+  return false;
 }
 
 function hasTrailerHook(chain: readonly ExchangeFilter[]): boolean {
@@ -1361,6 +1379,53 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       },
     };
 
+    if (withBody && announcesTrailers(req)) {
+      const clientTrailers = (req as { trailers?: IncomingHttpHeaders }).trailers;
+      const getTrailers = (): MaybePromise<IncomingHttpHeaders | undefined> => {
+        // By now the client's body was read to its end, so its trailers (if any) have arrived.
+        const received = (req as { trailers?: IncomingHttpHeaders }).trailers ?? clientTrailers;
+        if (!hasKeys(received)) return undefined;
+        state.requestTrailers = { ...received };
+        if (chain.length === 0 || !hasRequestTrailerHook(chain)) return state.requestTrailers;
+        let outcome: MaybePromise<void>;
+        try {
+          outcome = runRequestTrailers(chain, state);
+        } catch (error) {
+          throw requestTrailerFailure(error);
+        }
+        if (isPromise(outcome))
+          return outcome.then(
+            () => state.requestTrailers,
+            (error: unknown) => {
+              throw requestTrailerFailure(error);
+            },
+          );
+        return state.requestTrailers;
+      };
+      dispatchWithTrailers(
+        {
+          protocol: upstream.protocol === 'https:' ? 'https:' : 'http:',
+          host: upstream.host,
+          address: upstream.address ?? addressOverrides.get(`${upstream.host}:${upstream.port}`),
+          port: upstream.port,
+          path: state.path,
+          method: state.method,
+          headers: state.requestHeaders,
+          body: (body ?? null) as AsyncIterable<Buffer> | Buffer | null,
+          secureContext: upstreamContext,
+          rejectUnauthorized: !isInsecureUpstream(upstream.host),
+          connectTimeoutMs: options.upstreamConnectTimeoutMs ?? 10_000,
+          headersTimeoutMs: state.upstreamHeadersTimeoutMs ?? options.upstreamHeadersTimeoutMs ?? 60_000,
+          bodyTimeoutMs: state.upstreamBodyTimeoutMs ?? options.upstreamBodyTimeoutMs ?? 120_000,
+          getTrailers: getTrailers as () =>
+            | IncomingHttpHeaders
+            | undefined
+            | Promise<IncomingHttpHeaders | undefined>,
+        },
+        handler,
+      );
+      return;
+    }
     try {
       agentFor(upstream.host).dispatch(
         {
@@ -1669,6 +1734,9 @@ function isLocalAddress(raw: string): boolean {
 }
 
 /** A filter that fails with one of our errors (e.g. body over the cap) keeps its code and status. */
+function requestTrailerFailure(error: unknown): MitmProxyError {
+  return error instanceof MitmProxyError ? error : new FilterError('onRequestTrailers', { cause: error });
+}
 function filterFailure(error: unknown): MitmProxyError {
   return error instanceof MitmProxyError ? error : new FilterError('onRequestHead', { cause: error });
 }
