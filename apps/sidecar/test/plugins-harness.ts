@@ -27,6 +27,30 @@ export function pythonMissing(): string | undefined {
   return undefined;
 }
 
+/** One plugin process spec per SDK language. */
+export interface PluginLanguage {
+  readonly lang: 'typescript' | 'python';
+  readonly command: string;
+  readonly args: readonly string[];
+  /** Why this language cannot run here (outside CI only: under CI a missing Python SDK throws). */
+  readonly skip: string | undefined;
+}
+
+/**
+ * The same plugin fixture in both SDK languages. Under CI a machine without the Python SDK's modules is an
+ * error, never a skip.
+ */
+export function pluginLanguages(tsFixture: string, pyFixture: string): readonly PluginLanguage[] {
+  const missingPython = pythonMissing();
+  if (missingPython !== undefined && process.env['CI'] === 'true') {
+    throw new Error(`CI must run the Python plugin tests: ${missingPython}`);
+  }
+  return [
+    { lang: 'typescript', command: process.execPath, args: ['--import', 'tsx', tsFixture], skip: undefined },
+    { lang: 'python', command: PYTHON, args: [pyFixture], skip: missingPython },
+  ];
+}
+
 export function tempDir(prefix: string): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };

@@ -10,32 +10,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   APP_DIR,
-  PYTHON,
-  pythonMissing,
+  pluginLanguages,
   type SidecarProcess,
   startSidecarProcess,
   tempDir,
 } from './plugins-harness.js';
 
-const missingPython = pythonMissing();
-if (missingPython !== undefined && process.env['CI'] === 'true') {
-  throw new Error(`CI must run the Python plugin tests: ${missingPython}`);
-}
-
-const LANGS = [
-  {
-    lang: 'TypeScript',
-    command: process.execPath,
-    args: ['--import', 'tsx', join(APP_DIR, 'test', 'fixtures', 'redact-request-plugin.ts')],
-    skip: undefined,
-  },
-  {
-    lang: 'Python',
-    command: PYTHON,
-    args: [join(APP_DIR, 'test', 'fixtures', 'redact_request_plugin.py')],
-    skip: missingPython,
-  },
-] as const;
+const LANGS = pluginLanguages(
+  join(APP_DIR, 'test', 'fixtures', 'redact-request-plugin.ts'),
+  join(APP_DIR, 'test', 'fixtures', 'redact_request_plugin.py'),
+);
 
 interface Seen {
   body: string;

@@ -11,32 +11,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   APP_DIR,
-  PYTHON,
-  pythonMissing,
+  pluginLanguages,
   type SidecarProcess,
   startSidecarProcess,
   tempDir,
 } from './plugins-harness.js';
 
-const missingPython = pythonMissing();
-if (missingPython !== undefined && process.env['CI'] === 'true') {
-  throw new Error(`CI must run the Python plugin tests: ${missingPython}`);
-}
-
-const LANGS = [
-  {
-    lang: 'TypeScript',
-    command: process.execPath,
-    args: ['--import', 'tsx', join(APP_DIR, 'test', 'fixtures', 'stream-plugin.ts')],
-    skip: undefined,
-  },
-  {
-    lang: 'Python',
-    command: PYTHON,
-    args: [join(APP_DIR, 'test', 'fixtures', 'stream_plugin.py')],
-    skip: missingPython,
-  },
-] as const;
+const LANGS = pluginLanguages(
+  join(APP_DIR, 'test', 'fixtures', 'stream-plugin.ts'),
+  join(APP_DIR, 'test', 'fixtures', 'stream_plugin.py'),
+);
 
 const BIG_BYTES = 50 * 1024 * 1024;
 const BIG_CHUNK = Buffer.alloc(64 * 1024, 0x61);

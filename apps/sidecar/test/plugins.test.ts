@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   adminGet,
   PY_FIXTURE,
-  PYTHON,
-  pythonMissing,
+  pluginLanguages,
+  type PluginLanguage,
   runLoad,
   type SidecarProcess,
   seenHeaders,
@@ -25,18 +25,10 @@ import {
   waitFor,
 } from './plugins-harness.js';
 
-const missingPython = pythonMissing();
-if (missingPython !== undefined && process.env['CI'] === 'true') {
-  throw new Error(`CI must run the Python plugin tests: ${missingPython}`);
-}
-
-const LANGS = [
-  { lang: 'typescript', command: process.execPath, args: ['--import', 'tsx', TS_FIXTURE], skip: undefined },
-  { lang: 'python', command: PYTHON, args: [PY_FIXTURE], skip: missingPython },
-] as const;
+const LANGS = pluginLanguages(TS_FIXTURE, PY_FIXTURE);
 
 // 500 ms: well below the fixture's 1 s /slow, well above a loaded CI machine's worst plugin round trip.
-function fixtureRules(lang: (typeof LANGS)[number], failureMode: 'open' | 'closed', timeoutMs = 500): string {
+function fixtureRules(lang: PluginLanguage, failureMode: 'open' | 'closed', timeoutMs = 500): string {
   return [
     'plugins:',
     '  - name: fixture',
@@ -267,9 +259,10 @@ describe('example plugins chained (header injection, API-key check in Python, au
   const auditLog = join(tmp.dir, 'audit.jsonl');
   const examples = join(import.meta.dirname, '..', '..', '..', 'examples', 'plugins');
   let sidecar: SidecarProcess;
+  const python = LANGS.find((l) => l.lang === 'python');
   const apiKey =
-    missingPython === undefined
-      ? { command: PYTHON, args: [join(examples, 'api_key_check.py')] }
+    python !== undefined && python.skip === undefined
+      ? { command: python.command, args: [join(examples, 'api_key_check.py')] }
       : { command: process.execPath, args: ['--import', 'tsx', join(examples, 'api-key-check.ts')] };
 
   beforeAll(async () => {
