@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { RuleSyncLogger } from '@httpmesh/rule-sync';
+import { loadOrCreateAdminToken } from './admin-token.js';
 import { resolveServeConfig, USAGE } from './config.js';
 import { ControlPlane } from './control-plane.js';
 import { ConfigError, ControlPlaneError } from './errors.js';
@@ -24,13 +25,17 @@ async function serve(argv: string[]): Promise<void> {
       ? await EtcdStore.open({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix })
       : SqliteStore.open(join(resolve(config.dataDir), 'rules.db'));
   const pki = config.caDir === undefined ? undefined : await ControlPlanePki.open(resolve(config.caDir));
+  // Without --admin-token the token lives in the data directory (0600), so it survives restarts.
+  const stored =
+    config.adminToken === undefined ? loadOrCreateAdminToken(resolve(config.dataDir)) : undefined;
+  const adminToken = config.adminToken ?? stored?.token;
   const cp = await ControlPlane.create({
     store,
     grpc: config.grpc,
     http: config.http,
     protectReads: config.protectReads,
     logger,
-    ...(config.adminToken === undefined ? {} : { adminToken: config.adminToken }),
+    ...(adminToken === undefined ? {} : { adminToken }),
     ...(pki === undefined ? {} : { pki }),
     ...(config.alertWebhook === undefined ? {} : { alertWebhook: { url: config.alertWebhook } }),
     ...(config.dashboardDir === undefined ? {} : { dashboardDir: resolve(config.dashboardDir) }),
@@ -42,9 +47,11 @@ async function serve(argv: string[]): Promise<void> {
     await cp.close().catch(() => undefined);
     throw err;
   }
-  if (cp.generatedAdminToken) {
-    // Shown once: it is not stored anywhere; pass --admin-token to keep one across restarts.
-    process.stderr.write(`admin token (generated, shown once): ${cp.adminToken}\n`);
+  if (stored?.created === true) {
+    // Shown once, when generated; later starts only say where it is kept.
+    process.stderr.write(`admin token (generated, kept in ${stored.path}): ${stored.token}\n`);
+  } else if (stored !== undefined) {
+    process.stderr.write(`info admin token: read from ${stored.path}\n`);
   }
   process.stdout.write(
     `${JSON.stringify({ msg: 'control plane listening', http: addresses.httpUrl, grpc: addresses.grpcAddress, mtls: pki !== undefined, store: store.backend })}\n`,

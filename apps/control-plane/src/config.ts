@@ -60,7 +60,7 @@ serve options (flag > environment > YAML file > default):
   --etcd-endpoints URLS    comma-separated, e.g. http://10.0.0.5:2379 (HTTPMESH_ETCD_ENDPOINTS)
   --etcd-prefix PREFIX     key prefix shared by replicas (HTTPMESH_ETCD_PREFIX, default /httpmesh)
   --ca-dir DIR             root CA (created if missing) that signs sidecar mTLS certificates (HTTPMESH_CA_DIR)
-  --admin-token TOKEN      bearer token for mutating calls (HTTPMESH_ADMIN_TOKEN; generated and printed once if absent)
+  --admin-token TOKEN      bearer token for mutating calls (HTTPMESH_ADMIN_TOKEN; default: kept in DATA_DIR/admin-token, generated once)
   --protect-reads          read-only API calls need the admin token too (HTTPMESH_PROTECT_READS=true)
   --alert-webhook URL      JSON webhook called when alerts fire and resolve (HTTPMESH_ALERT_WEBHOOK)
   --dashboard-dir DIR      built dashboard served at / (HTTPMESH_DASHBOARD_DIR)

@@ -42,6 +42,8 @@ export type {
 } from './alerts.js';
 export { createApiServer } from './api.js';
 export type { ApiOptions } from './api.js';
+export { ADMIN_TOKEN_FILE, loadOrCreateAdminToken } from './admin-token.js';
+export type { StoredAdminToken } from './admin-token.js';
 export { ControlPlane } from './control-plane.js';
 export type { ControlPlaneAddresses, ControlPlaneOptions } from './control-plane.js';
 export { RuleDistributor } from './distributor.js';

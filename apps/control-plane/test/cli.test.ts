@@ -1,6 +1,6 @@
 /** The built command (`dist/cli.js`, what `bin` points at) run as a real process. */
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
@@ -56,8 +56,11 @@ describe('httpmesh-control-plane (built bin)', () => {
         store: string;
       };
       expect(line.store).toBe('sqlite');
-      const token = /admin token \(generated, shown once\): (\S+)/.exec(proc.stderr)?.[1];
+      const token = /admin token \(generated, kept in (\S+)\): (\S+)/.exec(proc.stderr)?.[2];
       expect(token).toBeDefined();
+      // Kept for the next start, readable by the owner only.
+      expect(statSync(join(data.dir, 'admin-token')).mode & 0o777).toBe(0o600);
+      expect(readFileSync(join(data.dir, 'admin-token'), 'utf8').trim()).toBe(token);
       expect(((await (await fetch(`${line.http}/healthz`)).json()) as { status: string }).status).toBe('ok');
       const created = await fetch(`${line.http}/api/rules/RouteSet`, {
         method: 'POST',
@@ -69,6 +72,64 @@ describe('httpmesh-control-plane (built bin)', () => {
       expect(await proc.exit).toBe(0);
       expect(proc.stderr).toContain('SIGTERM: shutting down');
       expect(statSync(join(data.dir, 'rules.db')).size).toBeGreaterThan(0);
+    } finally {
+      data.cleanup();
+    }
+  });
+
+  test('a generated admin token survives a restart and is not printed again', async () => {
+    const data = tempDir('cli-token');
+    try {
+      const args = ['serve', '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data-dir', data.dir];
+      const first = run(args);
+      await waitFor(() => first.stdout.includes('control plane listening'), 20_000, 'the first start');
+      const token = /admin token \(generated, kept in \S+\): (\S+)/.exec(first.stderr)?.[1] ?? '';
+      expect(token.length).toBeGreaterThanOrEqual(16);
+      first.kill('SIGTERM');
+      expect(await first.exit).toBe(0);
+
+      const second = run(args);
+      await waitFor(() => second.stdout.includes('control plane listening'), 20_000, 'the second start');
+      const { http } = JSON.parse(second.stdout.split('\n')[0] ?? '') as { http: string };
+      expect(second.stderr).toContain(`admin token: read from ${join(data.dir, 'admin-token')}`);
+      expect(second.stderr).not.toContain(token);
+      const post = (bearer: string) =>
+        fetch(`${http}/api/rules/RouteSet`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${bearer}` },
+          body: JSON.stringify({ name: `r-${bearer.length}`, spec: { routes: [{ pattern: '/x' }] } }),
+        });
+      expect((await post(token)).status).toBe(201);
+      expect((await post(`${token}x`)).status).toBe(401);
+      second.kill('SIGTERM');
+      expect(await second.exit).toBe(0);
+    } finally {
+      data.cleanup();
+    }
+  });
+
+  test('an admin token file that others can read, or that holds no token, stops startup (exit 1)', async () => {
+    const data = tempDir('cli-token-bad');
+    try {
+      const file = join(data.dir, 'admin-token');
+      const args = ['serve', '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data-dir', data.dir];
+      writeFileSync(file, 'a-perfectly-fine-token-value\n', { mode: 0o644 });
+      chmodSync(file, 0o644);
+      const open = run(args);
+      expect(await open.exit).toBe(1);
+      expect(open.stderr).toContain('HTTPMESH_CP_CONFIG_INVALID');
+      expect(open.stderr).toContain('chmod 600');
+      expect(open.stderr).not.toContain('a-perfectly-fine-token-value');
+
+      for (const garbage of ['', 'short', 'has spaces in the middle of it', '\u0000'.repeat(32)]) {
+        writeFileSync(file, garbage);
+        chmodSync(file, 0o600);
+        const bad = run(args);
+        expect(await bad.exit).toBe(1);
+        expect(bad.stderr).toContain('not an admin token');
+      }
+      // The refused file is left as it was: nothing is overwritten behind the operator's back.
+      expect(readFileSync(file, 'utf8')).toBe('\u0000'.repeat(32));
     } finally {
       data.cleanup();
     }
