@@ -1,9 +1,9 @@
-import type { Attributes, HrTime } from '@opentelemetry/api';
-import { ValueType } from '@opentelemetry/api';
-import { emptyResource } from '@opentelemetry/resources';
-import { AggregationTemporality, DataPointType } from '@opentelemetry/sdk-metrics';
+import type { Attributes, HrTime, ValueType } from '@opentelemetry/api';
+import type { Resource } from '@opentelemetry/resources';
 import type {
+  AggregationTemporality,
   CollectionResult,
+  DataPointType,
   DataPoint,
   Histogram,
   HistogramMetricData,
@@ -137,6 +137,24 @@ const METHOD_INDEX = new Map<string, number>(KNOWN_METHODS.map((m, i) => [m, i])
 const OTHER_METHOD_INDEX = KNOWN_METHODS.length;
 const METHOD_NAMES: readonly string[] = [...KNOWN_METHODS, OTHER_METHOD];
 const SCOPE = { name: '@httpmesh/metrics', version: '0.1.0' };
+
+/*
+ * OpenTelemetry's enum values and an empty Resource, written here rather than imported: recording and
+ * collecting must not load the SDK (~15 MB resident with @opentelemetry/api and resources), only an
+ * exporter does. The enum values are part of the SDK's data model (the OTLP wire values follow them);
+ * test/mesh-metrics.test.ts checks them against the SDK's own enums.
+ */
+const VALUE_TYPE_INT = 0 as ValueType.INT;
+const VALUE_TYPE_DOUBLE = 1 as ValueType.DOUBLE;
+const CUMULATIVE = 1 as AggregationTemporality.CUMULATIVE;
+const DATA_POINT_HISTOGRAM = 0 as DataPointType.HISTOGRAM;
+const DATA_POINT_SUM = 3 as DataPointType.SUM;
+/** MetricReader keeps the MeterProvider's resource and ignores a producer's, so an empty one suffices. */
+const EMPTY_RESOURCE: Resource = Object.freeze({
+  attributes: Object.freeze({}),
+  merge: (other: Resource | null): Resource => other ?? EMPTY_RESOURCE,
+  getRawAttributes: () => [],
+});
 const OVERFLOW_ATTRIBUTES: Attributes = Object.freeze({ [ATTR_OTEL_METRIC_OVERFLOW]: true });
 const NULL_LABELS: SeriesLabels = Object.freeze({
   method: null,
@@ -554,9 +572,9 @@ export class MeshMetrics {
         const dataPoints = this.#histogramPoints(list, offset, bounds, endTime);
         if (dataPoints.length === 0) continue;
         const metric: HistogramMetricData = {
-          descriptor: { name, unit, description, valueType: ValueType.DOUBLE },
-          aggregationTemporality: AggregationTemporality.CUMULATIVE,
-          dataPointType: DataPointType.HISTOGRAM,
+          descriptor: { name, unit, description, valueType: VALUE_TYPE_DOUBLE },
+          aggregationTemporality: CUMULATIVE,
+          dataPointType: DATA_POINT_HISTOGRAM,
           dataPoints,
         };
         metrics.push(metric);
@@ -570,10 +588,10 @@ export class MeshMetrics {
             name: names.activeRequests,
             unit: '{request}',
             description: 'Number of active HTTP requests.',
-            valueType: ValueType.INT,
+            valueType: VALUE_TYPE_INT,
           },
-          aggregationTemporality: AggregationTemporality.CUMULATIVE,
-          dataPointType: DataPointType.SUM,
+          aggregationTemporality: CUMULATIVE,
+          dataPointType: DATA_POINT_SUM,
           isMonotonic: false,
           dataPoints: active.map((s) => ({
             startTime: s.startTime,
@@ -586,7 +604,7 @@ export class MeshMetrics {
       }
     }
     return {
-      resourceMetrics: { resource: emptyResource(), scopeMetrics: [{ scope: SCOPE, metrics }] },
+      resourceMetrics: { resource: EMPTY_RESOURCE, scopeMetrics: [{ scope: SCOPE, metrics }] },
       errors: [],
     };
   }
