@@ -1,27 +1,39 @@
-// Child process for bench/proxy.ts: runs one server (upstream or proxy) on its own event loop so the
-// load generator does not share a thread with it. Prints {"port":N} on stdout once listening.
+// Child process for the proxy benches: runs one server on its own event loop so the load generator does not
+// share a thread with it. Prints {"port":N} on stdout once listening. Roles: `upstream` (HTTPS),
+// `upstream-http` (plain HTTP), `proxy` (transparent mode: clients speak TLS to it, it re-originates TLS to the
+// upstream port), `proxy-explicit` (explicit mode: absolute-form HTTP requests).
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { CertificateAuthority } from '../src/ca/index.js';
 import type { ExchangeFilter } from '../src/proxy/exchange.js';
-import { createMitmProxy } from '../src/proxy/proxy.js';
+
+// BENCH_FROM_DIST=1 runs the compiled package (what the sidecar runs) instead of the sources through tsx, whose
+// transform adds a `__name` call to every function and closure created per exchange.
+const engine = (await import(
+  process.env['BENCH_FROM_DIST'] === '1' ? '../dist/index.js' : '../src/index.js'
+)) as typeof import('../src/index.js');
+const { CertificateAuthority, createMitmProxy } = engine;
 
 const [role, dir, upstreamPortArg, filterMode] = process.argv.slice(2) as [string, string, string?, string?];
 const file = (name: string): string => readFileSync(`${dir}/${name}`, 'utf8');
 
 async function main(): Promise<void> {
-  if (role === 'upstream') {
+  if (role === 'upstream' || role === 'upstream-http') {
     const body = Buffer.from(
       JSON.stringify({ ok: true, service: 'bench-upstream', padding: 'x'.repeat(64) }),
     );
-    const server = https.createServer(
-      { key: file('upstream.key'), cert: file('upstream.pem'), keepAliveTimeout: 30_000 },
-      (_req, res) => {
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-        res.end(body);
-      },
-    );
+    const respond = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+      res.end(body);
+    };
+    const server =
+      role === 'upstream'
+        ? https.createServer(
+            { key: file('upstream.key'), cert: file('upstream.pem'), keepAliveTimeout: 30_000 },
+            respond,
+          )
+        : http.createServer({ keepAliveTimeout: 30_000 }, respond);
     server.listen(0, '127.0.0.1', () => report(server.address() as net.AddressInfo));
     return;
   }
@@ -40,6 +52,10 @@ async function main(): Promise<void> {
         ? [asyncFilter, noop, counting]
         : [];
   const proxy = createMitmProxy({ ca, upstreamCa: [file('upstream-ca.pem')], filters });
+  if (role === 'proxy-explicit') {
+    report(await proxy.listen(0, '127.0.0.1'));
+    return;
+  }
   const upstreamPort = Number(upstreamPortArg);
   // Transparent mode: the load generator speaks TLS straight to us, as a redirected client would.
   const server = net.createServer({ noDelay: true }, (socket) =>

@@ -1,0 +1,67 @@
+// CPU profile of the proxy under a fixed keep-alive load: top self-time functions (idle excluded).
+// Run: node --import tsx bench/proxy-profile.ts [HTTP|HTTPS]   PROFILE_REQUESTS=30000
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { startServerChild, writeBenchCertificates } from './bench-fixtures.js';
+
+const scenario = process.argv[2] === 'HTTP' ? 'HTTP' : 'HTTPS';
+const REQUESTS = Number(process.env['PROFILE_REQUESTS'] ?? 30_000);
+
+interface CpuProfile {
+  nodes: {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    hitCount?: number;
+  }[];
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'mitm-profile-'));
+try {
+  await writeBenchCertificates(dir);
+  const upstream = await startServerChild([scenario === 'HTTPS' ? 'upstream' : 'upstream-http', dir]);
+  const role = scenario === 'HTTPS' ? 'proxy' : 'proxy-explicit';
+  const proxy = await startServerChild([role, dir, String(upstream.port), 'none'], undefined, [
+    '--cpu-prof',
+    '--cpu-prof-dir',
+    join(dir, 'prof'),
+  ]);
+  const https = scenario === 'HTTPS';
+  await autocannon({
+    url: `${https ? 'https' : 'http'}://127.0.0.1:${proxy.port}`,
+    ...(https ? { servername: 'localhost' } : {}),
+    connections: 20,
+    amount: REQUESTS,
+    requests: [
+      {
+        method: 'GET',
+        path: https ? '/bench' : `http://localhost:${upstream.port}/bench`,
+        headers: { host: 'localhost' },
+      },
+    ],
+  } as autocannon.Options);
+  const exited = new Promise((resolve) => proxy.child.once('exit', resolve));
+  proxy.child.kill('SIGTERM');
+  await exited;
+  upstream.child.kill('SIGTERM');
+  const file = readdirSync(join(dir, 'prof')).find((name) => name.endsWith('.cpuprofile')) as string;
+  const profile = JSON.parse(readFileSync(join(dir, 'prof', file), 'utf8')) as CpuProfile;
+  const byName = new Map<string, number>();
+  let total = 0;
+  for (const node of profile.nodes) {
+    const hits = node.hitCount ?? 0;
+    if (node.callFrame.functionName === '(idle)') continue;
+    total += hits;
+    const url = node.callFrame.url.split('/').slice(-2).join('/');
+    const key = `${node.callFrame.functionName || '(anonymous)'} ${url}:${node.callFrame.lineNumber}`;
+    byName.set(key, (byName.get(key) ?? 0) + hits);
+  }
+  console.log(`${scenario}: top self time, ${REQUESTS} requests (idle excluded)`);
+  for (const [name, hits] of [...byName.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, Number(process.env['TOP'] ?? 40)))
+    console.log(`${((hits / total) * 100).toFixed(1).padStart(5)} %  ${name}`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
