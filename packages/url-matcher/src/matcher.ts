@@ -1,3 +1,5 @@
+import { compileParamsFactories } from './codegen.js';
+import type { ParamsFactory } from './codegen.js';
 import { MatcherOptionsError, PatternError } from './errors.js';
 import { compilePattern } from './pattern.js';
 import type { ShapeOptions } from './pattern.js';
@@ -217,6 +219,9 @@ function createLookup(
   // A short array beats a Map for the handful of methods a route table uses.
   const methodNames = [...methodBits.keys()];
   const methodMasks = [...methodBits.values()];
+  const paramsFactories = compileParamsFactories(entries.map((entry) => entry.names));
+  /** Decoded capture values of the current match, handed to the route's params factory. */
+  const values: string[] = new Array<string>(trie.maxCaptures).fill('');
   // Per-lookup state; lookups are synchronous and never call out, so sharing it is safe.
   let path = '';
   let segCount = 0;
@@ -534,18 +539,18 @@ function createLookup(
     let result: RouteMatch<unknown> | null = null;
     if (id !== -1) {
       const entry = entries[id] as AnyEntry;
-      const names = entry.names;
-      const params: Record<string, string> = {};
-      const wildcardSlot = entry.endsWithWildcard ? names.length - 1 : -1;
-      for (let i = 0; i < names.length; i++) {
+      const count = entry.names.length;
+      const wildcardSlot = entry.endsWithWildcard ? count - 1 : -1;
+      for (let i = 0; i < count; i++) {
         const raw = input.slice(capStart[i], capEnd[i]);
-        params[names[i] as string] =
+        values[i] =
           i === wildcardSlot
             ? wildcardValue(raw)
             : anyEscaped === 1 && raw.includes('%')
               ? safeDecode(raw)
               : raw;
       }
+      const params = (paramsFactories[id] as ParamsFactory)(values);
       result = { pattern: entry.pattern, params, data: entry.data };
     }
     path = '';

@@ -1,0 +1,42 @@
+/**
+ * Code generated from the compiled trie, so the hot path runs as straight-line JavaScript that V8 can
+ * optimise per route shape instead of as a loop interpreting typed arrays.
+ *
+ * Safety: nothing from a pattern is ever spliced into source text except through `JSON.stringify` of a
+ * string, which always yields one complete, valid JavaScript string literal (quotes, backslashes, newlines,
+ * U+2028/U+2029, `${`, `*\/` all escaped or inert inside it); every other interpolated value is an integer
+ * computed here. Parameter names become keys of object literals, where the only key with a side effect is
+ * `__proto__` (it would set the prototype): the pattern compiler rejects that name, and this module checks
+ * again and refuses to generate code for it.
+ */
+
+export type ParamsFactory = (values: readonly string[]) => Record<string, string>;
+
+/** Thrown only if a caller bypassed the pattern compiler's name check; never reached through createMatcher. */
+function assertSafeName(name: string): void {
+  if (typeof name !== 'string' || name === '__proto__') {
+    throw new TypeError(`refusing to generate code for parameter name ${JSON.stringify(name)}`);
+  }
+}
+
+/**
+ * One factory per distinct list of parameter names (in order), each returning an object literal with fixed
+ * keys: every route shape gets its own hidden class, built with fast in-object stores instead of keyed stores
+ * into a fresh dictionary. All factories are compiled by one `new Function`, so building many routes costs
+ * one compilation, not one per route.
+ */
+export function compileParamsFactories(nameLists: readonly (readonly string[])[]): ParamsFactory[] {
+  const keyOf = (names: readonly string[]): string => JSON.stringify(names);
+  const distinct = new Map<string, number>();
+  const bodies: string[] = [];
+  for (const names of nameLists) {
+    const key = keyOf(names);
+    if (distinct.has(key)) continue;
+    for (const name of names) assertSafeName(name);
+    distinct.set(key, bodies.length);
+    const fields = names.map((name, i) => `${JSON.stringify(name)}: v[${i}]`).join(', ');
+    bodies.push(`(v) => ({ ${fields} })`);
+  }
+  const all = new Function(`'use strict'; return [${bodies.join(',\n')}];`)() as ParamsFactory[];
+  return nameLists.map((names) => all[distinct.get(keyOf(names)) as number] as ParamsFactory);
+}
