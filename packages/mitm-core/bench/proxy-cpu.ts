@@ -6,6 +6,7 @@
 //   CPU_REQUESTS=20000 CPU_CONNECTIONS=20 CPU_ROUNDS=3
 //   CPU_VARIANTS=name=/path/to/bench,...  A/B: other checkouts' bench dirs (their proxy-server.ts is run);
 //                                         `name=/path/to/bench#dist` runs that checkout's compiled dist/
+//   CPU_FLOOR=1                            also the `floor` proxy (node:http(s) server + undici, no engine)
 //   CPU_FROM_DIST=1                        the engine row runs this package's dist/ (build it first)
 //   CPU_ONLY=HTTP|HTTPS  CPU_NGINX=0
 import { type ChildProcess, spawnSync } from 'node:child_process';
@@ -86,6 +87,7 @@ export async function benchProxyCpu(): Promise<void> {
   const variants: { name: string; benchDir: string; dist: boolean }[] = [
     { name: 'engine', benchDir: here, dist: process.env['CPU_FROM_DIST'] === '1' },
   ];
+  if (process.env['CPU_FLOOR'] === '1') variants.push({ name: 'floor', benchDir: here, dist: false });
   for (const entry of (process.env['CPU_VARIANTS'] ?? '').split(',')) {
     const eq = entry.indexOf('=');
     if (eq <= 0) continue;
@@ -125,7 +127,8 @@ export async function benchProxyCpu(): Promise<void> {
       );
       for (const scenario of scenarios) {
         for (const variant of order) {
-          const role = scenario === 'HTTPS' ? 'proxy' : 'proxy-explicit';
+          const kind = variant.name === 'floor' ? 'floor' : 'proxy';
+          const role = scenario === 'HTTPS' ? kind : `${kind}-explicit`;
           const proxy = await startServerChild(
             [role, dir, String(httpsUpstream.port), 'none'],
             variant.benchDir,
@@ -141,6 +144,21 @@ export async function benchProxyCpu(): Promise<void> {
           } finally {
             proxy.child.kill('SIGTERM');
           }
+        }
+        if (process.env['CPU_UPSTREAM'] !== '0') {
+          // The floor for any Node hop: the bench upstream (node:http(s) server, fixed response) loaded directly.
+          const upstream = scenario === 'HTTPS' ? httpsUpstream : httpUpstream;
+          const pid = upstream.child.pid as number;
+          const before = cpuSplit(pid);
+          const https = scenario === 'HTTPS';
+          const result = await autocannon({
+            url: `${https ? 'https' : 'http'}://127.0.0.1:${upstream.port}/bench`,
+            ...(https ? { servername: 'localhost' } : {}),
+            headers: { host: 'localhost' },
+            connections: CONNECTIONS,
+            amount: REQUESTS,
+          } as autocannon.Options);
+          add(`node-server-alone ${scenario}`, sample(pid, before, result.requests.total, rssMb(pid)));
         }
         if (nginx !== undefined) {
           const pid = nginx.child.pid as number;

@@ -57,6 +57,27 @@ try {
     const key = `${node.callFrame.functionName || '(anonymous)'} ${url}:${node.callFrame.lineNumber}`;
     byName.set(key, (byName.get(key) ?? 0) + hits);
   }
+  // Self time grouped by where the code lives: the engine, undici, node internals (by module), native.
+  const byArea = new Map<string, number>();
+  for (const node of profile.nodes) {
+    if (node.callFrame.functionName === '(idle)') continue;
+    const url = node.callFrame.url;
+    const area = url.includes('/undici/')
+      ? 'undici'
+      : url.includes('mitm-core/src') || url.includes('mitm-core/dist')
+        ? 'engine'
+        : url.startsWith('node:')
+          ? url
+          : url === ''
+            ? node.callFrame.functionName
+            : url.includes('tsx') || url.includes('esbuild')
+              ? 'tsx (start-up)'
+              : 'other JS';
+    byArea.set(area, (byArea.get(area) ?? 0) + (node.hitCount ?? 0));
+  }
+  console.log(`${scenario}: self time by area`);
+  for (const [name, hits] of [...byArea.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25))
+    console.log(`${((hits / total) * 100).toFixed(1).padStart(5)} %  ${name}`);
   console.log(`${scenario}: top self time, ${REQUESTS} requests (idle excluded)`);
   for (const [name, hits] of [...byName.entries()]
     .sort((a, b) => b[1] - a[1])

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import { Agent } from 'undici';
 import type { ExchangeFilter } from '../src/proxy/exchange.js';
 
 // BENCH_FROM_DIST=1 runs the compiled package (what the sidecar runs) instead of the sources through tsx, whose
@@ -23,8 +24,11 @@ async function main(): Promise<void> {
     const body = Buffer.from(
       JSON.stringify({ ok: true, service: 'bench-upstream', padding: 'x'.repeat(64) }),
     );
+    // BENCH_UPSTREAM_CHUNKED=1: no content-length, so the response is chunked (as streamed bodies are).
+    const chunked = process.env['BENCH_UPSTREAM_CHUNKED'] === '1';
     const respond = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+      if (chunked) res.writeHead(200, { 'content-type': 'application/json' });
+      else res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
       res.end(body);
     };
     const server =
@@ -35,6 +39,10 @@ async function main(): Promise<void> {
           )
         : http.createServer({ keepAliveTimeout: 30_000 }, respond);
     server.listen(0, '127.0.0.1', () => report(server.address() as net.AddressInfo));
+    return;
+  }
+  if (role === 'floor' || role === 'floor-explicit') {
+    floorProxy(role === 'floor', Number(upstreamPortArg));
     return;
   }
   const ca = await CertificateAuthority.load(file('proxy-ca.pem'), file('proxy-ca.key'));
@@ -61,6 +69,51 @@ async function main(): Promise<void> {
   const server = net.createServer({ noDelay: true }, (socket) =>
     proxy.handleConnection(socket, { address: '127.0.0.1', port: upstreamPort, family: 4 }),
   );
+  server.listen(0, '127.0.0.1', () => report(server.address() as net.AddressInfo));
+}
+
+/**
+ * The floor of this architecture, for comparison only: node:http(s) server + undici `Agent.dispatch` passing
+ * the head and body straight through, with none of the engine (no exchange object, hooks, hop-by-hop
+ * filtering, routing, TLS peeking, pinning, drain or loop checks). `floor` terminates TLS with a fixed leaf and
+ * re-originates TLS to the upstream port; `floor-explicit` serves absolute-form HTTP requests.
+ */
+function floorProxy(tlsLegs: boolean, upstreamPort: number): void {
+  const agent = new Agent({
+    connections: 128,
+    connect: { ca: [file('upstream-ca.pem')], servername: 'localhost' },
+  });
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const url = req.url ?? '/';
+    const slash = tlsLegs ? 0 : url.indexOf('/', 7);
+    agent.dispatch(
+      {
+        origin: tlsLegs ? `https://127.0.0.1:${upstreamPort}` : url.slice(0, slash),
+        path: tlsLegs ? url : url.slice(slash),
+        method: 'GET',
+        headers: req.headers,
+      },
+      {
+        onResponseStart(_controller, status, headers) {
+          delete headers['connection'];
+          delete headers['keep-alive'];
+          res.writeHead(status, headers);
+        },
+        onResponseData(_controller, chunk) {
+          res.write(chunk);
+        },
+        onResponseEnd() {
+          res.end();
+        },
+        onResponseError() {
+          res.destroy();
+        },
+      },
+    );
+  };
+  const server = tlsLegs
+    ? https.createServer({ key: file('nginx-leaf.key'), cert: file('nginx-leaf.pem') }, handle)
+    : http.createServer(handle);
   server.listen(0, '127.0.0.1', () => report(server.address() as net.AddressInfo));
 }
 

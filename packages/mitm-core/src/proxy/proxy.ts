@@ -6,7 +6,10 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import { type Duplex, Readable } from 'node:stream';
-import { Agent, buildConnector, type Dispatcher } from 'undici';
+import type { Agent as UndiciAgent, Dispatcher } from 'undici';
+// By path, not from 'undici': the index also loads fetch, WebSocket, cache and mocks (see undici-modules.d.ts).
+import Agent from 'undici/lib/dispatcher/agent.js';
+import buildConnector from 'undici/lib/core/connect.js';
 import { DEFAULT_MAX_CLIENT_HELLO_BYTES, type ClientHelloInfo, peekClientHello } from './clienthello.js';
 import {
   BadRequestError,
@@ -549,7 +552,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       if (!oldest.done) addressOverrides.delete(oldest.value);
     }
   };
-  const makeAgent = (rejectUnauthorized: boolean): Agent => {
+  const makeAgent = (rejectUnauthorized: boolean): UndiciAgent => {
     const connector = buildConnector({
       secureContext: upstreamContext,
       rejectUnauthorized,
@@ -576,7 +579,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     });
   };
   const verifiedAgent = makeAgent(true);
-  let insecureAgent: Agent | undefined;
+  let insecureAgent: UndiciAgent | undefined;
   // Chosen per exchange, so a rule change applies to the next request, and connections opened without
   // verification live in their own pool: they are never reused for a host that must be verified.
   const agentFor = (host: string): Dispatcher => {
