@@ -11,6 +11,12 @@
  */
 
 export type ParamsFactory = (values: readonly string[]) => Record<string, string>;
+/** Builds params straight from raw ranges of the path, for matches where no value needs decoding. */
+export type RangeParamsFactory = (
+  path: string,
+  starts: Int32Array,
+  ends: Int32Array,
+) => Record<string, string>;
 
 /** Thrown only if a caller bypassed the pattern compiler's name check; never reached through createMatcher. */
 function assertSafeName(name: string): void {
@@ -39,4 +45,21 @@ export function compileParamsFactories(nameLists: readonly (readonly string[])[]
   }
   const all = new Function(`'use strict'; return [${bodies.join(',\n')}];`)() as ParamsFactory[];
   return nameLists.map((names) => all[distinct.get(keyOf(names)) as number] as ParamsFactory);
+}
+
+/** Like compileParamsFactories, but each value is `path.slice(starts[i], ends[i])`, taken as-is. */
+export function compileRangeParamsFactories(nameLists: readonly (readonly string[])[]): RangeParamsFactory[] {
+  const keyOf = (names: readonly string[]): string => JSON.stringify(names);
+  const distinct = new Map<string, number>();
+  const bodies: string[] = [];
+  for (const names of nameLists) {
+    const key = keyOf(names);
+    if (distinct.has(key)) continue;
+    for (const name of names) assertSafeName(name);
+    distinct.set(key, bodies.length);
+    const fields = names.map((name, i) => `${JSON.stringify(name)}: p.slice(s[${i}], e[${i}])`).join(', ');
+    bodies.push(`(p, s, e) => ({ ${fields} })`);
+  }
+  const all = new Function(`'use strict'; return [${bodies.join(',\n')}];`)() as RangeParamsFactory[];
+  return nameLists.map((names) => all[distinct.get(keyOf(names)) as number] as RangeParamsFactory);
 }

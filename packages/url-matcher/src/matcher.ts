@@ -1,5 +1,5 @@
-import { compileParamsFactories } from './codegen.js';
-import type { ParamsFactory } from './codegen.js';
+import { compileParamsFactories, compileRangeParamsFactories } from './codegen.js';
+import type { ParamsFactory, RangeParamsFactory } from './codegen.js';
 import { MatcherOptionsError, PatternError } from './errors.js';
 import { compilePattern } from './pattern.js';
 import type { ShapeOptions } from './pattern.js';
@@ -220,6 +220,7 @@ function createLookup(
   const methodNames = [...methodBits.keys()];
   const methodMasks = [...methodBits.values()];
   const paramsFactories = compileParamsFactories(entries.map((entry) => entry.names));
+  const rangeParamsFactories = compileRangeParamsFactories(entries.map((entry) => entry.names));
   /** Decoded capture values of the current match, handed to the route's params factory. */
   const values: string[] = new Array<string>(trie.maxCaptures).fill('');
   // Per-lookup state; lookups are synchronous and never call out, so sharing it is safe.
@@ -539,18 +540,24 @@ function createLookup(
     let result: RouteMatch<unknown> | null = null;
     if (id !== -1) {
       const entry = entries[id] as AnyEntry;
-      const count = entry.names.length;
-      const wildcardSlot = entry.endsWithWildcard ? count - 1 : -1;
-      for (let i = 0; i < count; i++) {
-        const raw = input.slice(capStart[i], capEnd[i]);
-        values[i] =
-          i === wildcardSlot
-            ? wildcardValue(raw)
-            : anyEscaped === 1 && raw.includes('%')
-              ? safeDecode(raw)
-              : raw;
+      let params: Record<string, string>;
+      if (anyEscaped === 0 && !entry.endsWithWildcard) {
+        // Nothing to decode: the values are the raw ranges.
+        params = (rangeParamsFactories[id] as RangeParamsFactory)(input, capStart, capEnd);
+      } else {
+        const count = entry.names.length;
+        const wildcardSlot = entry.endsWithWildcard ? count - 1 : -1;
+        for (let i = 0; i < count; i++) {
+          const raw = input.slice(capStart[i], capEnd[i]);
+          values[i] =
+            i === wildcardSlot
+              ? wildcardValue(raw)
+              : anyEscaped === 1 && raw.includes('%')
+                ? safeDecode(raw)
+                : raw;
+        }
+        params = (paramsFactories[id] as ParamsFactory)(values);
       }
-      const params = (paramsFactories[id] as ParamsFactory)(values);
       result = { pattern: entry.pattern, params, data: entry.data };
     }
     path = '';
