@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from 'vitest';
-import { compileParamsFactories } from '../src/codegen.js';
+import { compileParamsFactories, compileRangeParamsFactories } from '../src/codegen.js';
 import { createMatcher } from '../src/index.js';
 
 /** `${code}` spelled without a template-looking string literal in this file. */
@@ -87,8 +87,41 @@ describe('generated params factories', () => {
     expect((globalThis as Record<string, unknown>)['__httpmeshPwned']).toBeUndefined();
   });
 
+  test('the raw-range factories take hostile names as keys too', () => {
+    const factories = compileRangeParamsFactories([hostileNames]);
+    const path = hostileNames.map((_, i) => `v${i}`).join('/');
+    const starts = new Int32Array(hostileNames.length);
+    const ends = new Int32Array(hostileNames.length);
+    let at = 0;
+    hostileNames.forEach((_, i) => {
+      starts[i] = at;
+      ends[i] = at + `v${i}`.length;
+      at = (ends[i] as number) + 1;
+    });
+    const params = (factories[0] as (p: string, s: Int32Array, e: Int32Array) => Record<string, string>)(
+      path,
+      starts,
+      ends,
+    );
+    expect(Object.getPrototypeOf(params)).toBe(Object.prototype);
+    hostileNames.forEach((name, i) => {
+      expect(params[name]).toBe(`v${i}`);
+    });
+    expect((globalThis as Record<string, unknown>)['__httpmeshPwned']).toBeUndefined();
+  });
+
+  test('escaped values and wildcards under hostile names are decoded (the value-list factories)', () => {
+    const matcher = createMatcher([
+      { pattern: `/a/:${JSON.stringify('a"b')}/:constructor` },
+      { pattern: `/w/:${JSON.stringify(interpolation('x'))}/*${JSON.stringify('*/')}` },
+    ]);
+    expect(matcher.match('/a/x%20y/plain')?.params).toEqual({ 'a"b': 'x y', constructor: 'plain' });
+    expect(matcher.match('/w/1/a%2Fb/c')?.params).toEqual({ [interpolation('x')]: '1', '*/': 'a/b/c' });
+  });
+
   test('refuses __proto__, which an object literal would turn into a prototype assignment', () => {
     expect(() => compileParamsFactories([['id', '__proto__']])).toThrow(TypeError);
+    expect(() => compileRangeParamsFactories([['__proto__']])).toThrow(TypeError);
     // createMatcher rejects the name earlier, with its own error.
     expect(() => createMatcher([{ pattern: '/:__proto__' }])).toThrow(
       expect.objectContaining({ code: 'HTTPMESH_PATTERN_UNSUPPORTED' }),
