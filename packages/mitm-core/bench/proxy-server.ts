@@ -94,6 +94,8 @@ function floorProxy(tlsLegs: boolean, upstreamPort: number): void {
         headers: req.headers,
       },
       {
+        // undici takes a handler for its new API only when it has onRequestStart.
+        onRequestStart() {},
         onResponseStart(_controller, status, headers) {
           delete headers['connection'];
           delete headers['keep-alive'];

@@ -38,18 +38,29 @@ export function endToEndRequestHeaders(source: IncomingHttpHeaders): IncomingHtt
   return out;
 }
 
-/** Same for responses (Node/undici give lower-case names). */
+/**
+ * Same for responses (Node/undici give lower-case names). Returns `source` itself when nothing is dropped;
+ * otherwise a fresh object built without the dropped names: deleting from a copy would turn it into a
+ * dictionary-mode object, which every later reader (node's `writeHead`) then walks slowly. Node upstreams
+ * always send `connection` and `keep-alive`, so the copy is the common case.
+ */
 export function endToEndResponseHeaders(source: IncomingHttpHeaders): IncomingHttpHeaders {
   const connection = source.connection;
   const named = connection === undefined ? undefined : parseConnectionTokens(connection);
-  let out: IncomingHttpHeaders | undefined;
+  let dropped = false;
   for (const name in source) {
     if (HOP_BY_HOP.has(name) || named?.has(name)) {
-      out ??= { ...source };
-      delete out[name];
+      dropped = true;
+      break;
     }
   }
-  return out ?? source;
+  if (!dropped) return source;
+  const out: IncomingHttpHeaders = {};
+  for (const name in source) {
+    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    out[name] = source[name];
+  }
+  return out;
 }
 
 const NO_TOKENS: ReadonlySet<string> = new Set();

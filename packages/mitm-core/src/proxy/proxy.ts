@@ -1119,7 +1119,8 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       controllerRef?.abort(error);
       complete(state, chain, error);
     };
-    res.once('close', () => {
+    // `on`, not `once`: a response closes once, and `once` allocates a wrapper per exchange.
+    res.on('close', () => {
       if (!res.writableFinished) onClientGone();
     });
 
@@ -1294,11 +1295,12 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart(controller) {
         controllerRef = controller;
-        state.timings.upstreamConnect = performance.now();
+        // Timings are read only by filters (the chain is fixed per exchange): no clock reads without one.
+        if (chain.length !== 0) state.timings.upstreamConnect = performance.now();
         if (finished) controller.abort(new ClientAbortedError());
       },
       onResponseStart(controller, statusCode, headers) {
-        state.timings.firstByte = performance.now();
+        if (chain.length !== 0) state.timings.firstByte = performance.now();
         state.status = statusCode;
         state.responseHeaders = endToEndResponseHeaders(headers);
         if (chain.length === 0) {
@@ -1430,20 +1432,19 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       return;
     }
     try {
-      agentFor(upstream.host).dispatch(
-        {
-          origin,
-          path: state.path,
-          method: state.method as Dispatcher.HttpMethod,
-          headers: state.requestHeaders,
-          body: body as unknown as Readable | null,
-          ...(state.upstreamHeadersTimeoutMs === undefined
-            ? {}
-            : { headersTimeout: state.upstreamHeadersTimeoutMs }),
-          ...(state.upstreamBodyTimeoutMs === undefined ? {} : { bodyTimeout: state.upstreamBodyTimeoutMs }),
-        },
-        handler,
-      );
+      const dispatchOptions: Dispatcher.DispatchOptions = {
+        origin,
+        path: state.path,
+        method: state.method as Dispatcher.HttpMethod,
+        headers: state.requestHeaders,
+        body: body as unknown as Readable | null,
+      };
+      // Assigned only when set (no object spreads per exchange): absent keeps the pool's defaults.
+      if (state.upstreamHeadersTimeoutMs !== undefined)
+        dispatchOptions.headersTimeout = state.upstreamHeadersTimeoutMs;
+      if (state.upstreamBodyTimeoutMs !== undefined)
+        dispatchOptions.bodyTimeout = state.upstreamBodyTimeoutMs;
+      agentFor(upstream.host).dispatch(dispatchOptions, handler);
     } catch (error) {
       fail(error);
     }
@@ -1752,6 +1753,7 @@ function targetOf(socket: Duplex): CarriedTarget | undefined {
   return parent?.[kTarget];
 }
 
+/** Brackets an IPv6 literal (the only host form with a colon; the port is kept apart) without a regex. */
 function formatHost(host: string): string {
-  return net.isIPv6(host) ? `[${host}]` : host;
+  return host.includes(':') ? `[${host}]` : host;
 }
