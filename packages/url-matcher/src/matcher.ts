@@ -209,6 +209,10 @@ function createLookup(
   const { composites, compositeChild, hostIndexes } = trie;
   // Percent-decoding shrinks a segment at most 9-fold (a 3-byte UTF-8 character written as %XX%XX%XX).
   const maxRawLabelLength = trie.maxLabelLength;
+  // The labels' character codes in a typed array: reading one is a plain load, where charCodeAt on a string
+  // first dispatches on how the string is stored, for every character.
+  const labelCodes = new Uint16Array(labels.length);
+  for (let i = 0; i < labels.length; i++) labelCodes[i] = labels.charCodeAt(i);
   const maxEscapedLabelLength = trie.maxLabelLength * 9;
   const cap = trie.maxDepth + 1;
   const segStart = new Int32Array(cap);
@@ -304,7 +308,7 @@ function createLookup(
   function rawEquals(start: number, end: number, offset: number, length: number): boolean {
     if (end - start !== length) return false;
     for (let i = 0; i < length; i++) {
-      if (path.charCodeAt(start + i) !== labels.charCodeAt(offset + i)) return false;
+      if (path.charCodeAt(start + i) !== labelCodes[offset + i]) return false;
     }
     return true;
   }
