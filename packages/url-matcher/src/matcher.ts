@@ -517,6 +517,66 @@ function createLookup(
     return -1;
   }
 
+  /**
+   * The walk's first descent, as a loop: at each segment it takes the first alternative the walk would try
+   * (static, then param, then wildcard) and never backs up. When that descent ends in a match it is the
+   * walk's answer (depth-first, the walk returns its first success); otherwise -1, and the caller runs the
+   * full walk. Most lookups never back up, and a loop keeps them free of one call per segment.
+   */
+  function descend(): number {
+    let node = 0;
+    for (let d = 0; ; d++) {
+      const base = node * NODE_STRIDE;
+      if (d >= segCount) {
+        const count = nodes[base + N_ENTRY_COUNT] as number;
+        return count === 0
+          ? -1
+          : pickAt(nodes[base + N_ENTRY_START] as number, count, nodes[base + N_ENTRY_HOSTS] as number);
+      }
+      const start = segStart[d] as number;
+      const end = segEnd[d] as number;
+      const statics = nodes[base + N_STATIC_COUNT] as number;
+      if (statics !== 0 && end - start <= (segEscaped[d] === 0 ? maxRawLabelLength : maxEscapedLabelLength)) {
+        const child =
+          statics === 1
+            ? onlyStaticMatches(base, d, start, end)
+              ? (nodes[base + N_STATIC_CHILD] as number)
+              : -1
+            : findStatic(node, d, start, end);
+        if (child !== -1) {
+          node = child;
+          continue;
+        }
+      }
+      // Mixed segments are rare: leave them to the full walk.
+      if (nodes[base + N_COMP_COUNT] !== 0) return -1;
+      const param = nodes[base + N_PARAM] as number;
+      const length = end - start;
+      if (param !== -1 && length > 0 && length <= maxParamLength) {
+        const slot = nodes[base + N_CAPS] as number;
+        capStart[slot] = start;
+        capEnd[slot] = end;
+        node = param;
+        continue;
+      }
+      const wildcards = nodes[base + N_WILD_COUNT] as number;
+      if (wildcards === 0) return -1;
+      if (restEnd === -1) restEnd = findRestEnd(start);
+      if (restEnd <= start) return -1;
+      const found = pickAt(
+        nodes[base + N_WILD_START] as number,
+        wildcards,
+        nodes[base + N_WILD_HOSTS] as number,
+      );
+      if (found !== -1) {
+        const slot = nodes[base + N_CAPS] as number;
+        capStart[slot] = start;
+        capEnd[slot] = restEnd;
+      }
+      return found;
+    }
+  }
+
   function wildcardValue(raw: string): string {
     let value = raw;
     if (ignoreDuplicateSlashes && value.includes('//')) value = value.split('/').filter(Boolean).join('/');
@@ -540,7 +600,8 @@ function createLookup(
     reqHost = typeof host === 'string' ? host : undefined;
     reqHostKey = null;
     scan(input);
-    const id = walk(0, 0);
+    let id = descend();
+    if (id === -1) id = walk(0, 0);
     let result: RouteMatch<unknown> | null = null;
     if (id !== -1) {
       const entry = entries[id] as AnyEntry;
