@@ -57,13 +57,22 @@ export async function startServerChild(
 }
 
 export async function freePort(): Promise<number> {
-  // nginx cannot bind port 0: take a free port from the kernel and release it.
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  const [port] = await freePorts(1);
+  return port as number;
+}
+
+/** Distinct free ports (nginx cannot bind port 0): all held at once, then released. */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  for (let i = 0; i < count; i++) {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    servers.push(server);
+  }
+  const ports = servers.map((server) => (server.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
 }
 
 export async function waitForPort(port: number, child: ChildProcess, timeoutMs = 20_000): Promise<void> {
@@ -97,8 +106,7 @@ export async function startNginx(
   dir: string,
   upstreamPorts: { http: number; https: number },
 ): Promise<{ child: ChildProcess; httpPort: number; httpsPort: number }> {
-  const httpPort = await freePort();
-  const httpsPort = await freePort();
+  const [httpPort, httpsPort] = (await freePorts(2)) as [number, number];
   for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
     mkdirSync(join(dir, sub), { recursive: true });
   const conf = `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
