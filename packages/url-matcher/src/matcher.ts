@@ -205,6 +205,7 @@ function createLookup(
   options: LookupOptions,
 ): (path: string, method?: string, host?: string) => RouteMatch<unknown> | null {
   const { caseSensitive, ignoreTrailingSlash, ignoreDuplicateSlashes, maxParamLength } = options;
+  const plainSlashes = !ignoreTrailingSlash && !ignoreDuplicateSlashes;
   const { nodes, edges, edgeMask, labels, entryList, entries, entryMethodMask } = trie;
   const { composites, compositeChild, hostIndexes } = trie;
   // Percent-decoding shrinks a segment at most 9-fold (a 3-byte UTF-8 character written as %XX%XX%XX).
@@ -577,6 +578,80 @@ function createLookup(
     }
   }
 
+  /**
+   * descend() for matchers with the default slash options, finding each segment as it goes instead of after
+   * a separate scan: the same segments (split on raw `/` up to the first `?` or `#`), the same order of
+   * alternatives, the same answer; a failure falls back to scan() and the full walk.
+   */
+  function descendFromPath(input: string): number {
+    let stop = input.indexOf('?', 1);
+    if (stop === -1) stop = input.length;
+    const fragment = input.indexOf('#', 1);
+    if (fragment !== -1 && fragment < stop) stop = fragment;
+    const percent = input.indexOf('%', 1);
+    const mayEscape = percent !== -1 && percent < stop;
+    anyEscaped = 0;
+    restEnd = stop;
+    let node = 0;
+    let start = 1;
+    for (let d = 0; ; d++) {
+      const base = node * NODE_STRIDE;
+      if (start > stop) {
+        const count = nodes[base + N_ENTRY_COUNT] as number;
+        return count === 0
+          ? -1
+          : pickAt(nodes[base + N_ENTRY_START] as number, count, nodes[base + N_ENTRY_HOSTS] as number);
+      }
+      let end = input.indexOf('/', start);
+      if (end === -1 || end > stop) end = stop;
+      let escaped = 0;
+      if (mayEscape) {
+        const at = input.indexOf('%', start);
+        if (at !== -1 && at < end) escaped = 1;
+      }
+      segEscaped[d] = escaped;
+      anyEscaped |= escaped;
+      const statics = nodes[base + N_STATIC_COUNT] as number;
+      if (statics !== 0 && end - start <= (escaped === 0 ? maxRawLabelLength : maxEscapedLabelLength)) {
+        const child =
+          statics === 1
+            ? onlyStaticMatches(base, d, start, end)
+              ? (nodes[base + N_STATIC_CHILD] as number)
+              : -1
+            : findStatic(node, d, start, end);
+        if (child !== -1) {
+          node = child;
+          start = end + 1;
+          continue;
+        }
+      }
+      if (nodes[base + N_COMP_COUNT] !== 0) return -1;
+      const param = nodes[base + N_PARAM] as number;
+      const length = end - start;
+      if (param !== -1 && length > 0 && length <= maxParamLength) {
+        const slot = nodes[base + N_CAPS] as number;
+        capStart[slot] = start;
+        capEnd[slot] = end;
+        node = param;
+        start = end + 1;
+        continue;
+      }
+      const wildcards = nodes[base + N_WILD_COUNT] as number;
+      if (wildcards === 0 || stop <= start) return -1;
+      const found = pickAt(
+        nodes[base + N_WILD_START] as number,
+        wildcards,
+        nodes[base + N_WILD_HOSTS] as number,
+      );
+      if (found !== -1) {
+        const slot = nodes[base + N_CAPS] as number;
+        capStart[slot] = start;
+        capEnd[slot] = stop;
+      }
+      return found;
+    }
+  }
+
   function wildcardValue(raw: string): string {
     let value = raw;
     if (ignoreDuplicateSlashes && value.includes('//')) value = value.split('/').filter(Boolean).join('/');
@@ -599,9 +674,13 @@ function createLookup(
     }
     reqHost = typeof host === 'string' ? host : undefined;
     reqHostKey = null;
-    scan(input);
-    let id = descend();
-    if (id === -1) id = walk(0, 0);
+    let id = -1;
+    if (plainSlashes) id = descendFromPath(input);
+    if (id === -1) {
+      scan(input);
+      if (!plainSlashes) id = descend();
+      if (id === -1) id = walk(0, 0);
+    }
     let result: RouteMatch<unknown> | null = null;
     if (id !== -1) {
       const entry = entries[id] as AnyEntry;

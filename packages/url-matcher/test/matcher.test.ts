@@ -271,6 +271,22 @@ describe('precedence', () => {
     for (const [path, pattern] of expected) expect(m.match(path)?.pattern, path).toBe(pattern);
   });
 
+  test('the same answers under every slash option (each lookup strategy backs up the same way)', () => {
+    const optionSets = [
+      { ignoreTrailingSlash: true },
+      { ignoreDuplicateSlashes: true },
+      { caseSensitive: false },
+      { ignoreTrailingSlash: true, ignoreDuplicateSlashes: true, caseSensitive: false },
+    ];
+    for (const options of optionSets) {
+      const m = createMatcher(routes, options);
+      for (const [path, pattern] of expected) {
+        expect(m.match(path)?.pattern, `${JSON.stringify(options)} ${path}`).toBe(pattern);
+        expect(m.match(`${path}?q=/x/y#/z`)?.pattern, `${JSON.stringify(options)} ${path}?`).toBe(pattern);
+      }
+    }
+  });
+
   test('the answer does not depend on insertion order (40 shuffles)', () => {
     const random = seededRandom(7);
     for (let round = 0; round < 40; round++) {
