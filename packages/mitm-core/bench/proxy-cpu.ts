@@ -6,6 +6,7 @@
 //   CPU_REQUESTS=20000 CPU_CONNECTIONS=20 CPU_ROUNDS=3
 //   CPU_VARIANTS=name=/path/to/bench,...  A/B: other checkouts' bench dirs (their proxy-server.ts is run);
 //                                         `name=/path/to/bench#dist` runs that checkout's compiled dist/
+//   CPU_FILTERS=sync,async                 also the engine with 3 sync filters / an async one (proxy-server.ts)
 //   CPU_FLOOR=1                            also the `floor` proxy (node:http(s) server + undici, no engine)
 //   CPU_FROM_DIST=1                        the engine row runs this package's dist/ (build it first)
 //   CPU_ONLY=HTTP|HTTPS  CPU_NGINX=0
@@ -84,9 +85,14 @@ function sample(
 }
 
 export async function benchProxyCpu(): Promise<void> {
-  const variants: { name: string; benchDir: string; dist: boolean }[] = [
-    { name: 'engine', benchDir: here, dist: process.env['CPU_FROM_DIST'] === '1' },
+  const fromDist = process.env['CPU_FROM_DIST'] === '1';
+  const variants: { name: string; benchDir: string; dist: boolean; filters?: string }[] = [
+    { name: 'engine', benchDir: here, dist: fromDist },
   ];
+  for (const mode of (process.env['CPU_FILTERS'] ?? '').split(',')) {
+    if (mode === 'sync' || mode === 'async')
+      variants.push({ name: `engine+${mode}`, benchDir: here, dist: fromDist, filters: mode });
+  }
   if (process.env['CPU_FLOOR'] === '1') variants.push({ name: 'floor', benchDir: here, dist: false });
   for (const entry of (process.env['CPU_VARIANTS'] ?? '').split(',')) {
     const eq = entry.indexOf('=');
@@ -130,7 +136,7 @@ export async function benchProxyCpu(): Promise<void> {
           const kind = variant.name === 'floor' ? 'floor' : 'proxy';
           const role = scenario === 'HTTPS' ? kind : `${kind}-explicit`;
           const proxy = await startServerChild(
-            [role, dir, String(httpsUpstream.port), 'none'],
+            [role, dir, String(httpsUpstream.port), variant.filters ?? 'none'],
             variant.benchDir,
             [],
             { ...process.env, BENCH_FROM_DIST: variant.dist ? '1' : '0' },
