@@ -206,6 +206,8 @@ function createLookup(
 ): (path: string, method?: string, host?: string) => RouteMatch<unknown> | null {
   const { caseSensitive, ignoreTrailingSlash, ignoreDuplicateSlashes, maxParamLength } = options;
   const plainSlashes = !ignoreTrailingSlash && !ignoreDuplicateSlashes;
+  /** Static labels compare with the raw text of an unescaped segment (no case folding). */
+  const rawStatics = caseSensitive;
   const { nodes, edges, edgeMask, labels, entryList, entries, entryMethodMask } = trie;
   const { composites, compositeChild, hostIndexes } = trie;
   // Percent-decoding shrinks a segment at most 9-fold (a 3-byte UTF-8 character written as %XX%XX%XX).
@@ -326,6 +328,18 @@ function createLookup(
     const raw = caseSensitive && segEscaped[d] === 0;
     const key = raw ? '' : segmentKey(d, start, end);
     const hash = raw ? hashRange(path, start, end) : hashString(key);
+    return probeStatic(node, hash, raw, key, start, end);
+  }
+
+  /** The child under `node` whose label has `hash` and equals the raw segment (or `key`), or -1. */
+  function probeStatic(
+    node: number,
+    hash: number,
+    raw: boolean,
+    key: string,
+    start: number,
+    end: number,
+  ): number {
     for (let slot = edgeSlot(node, hash, edgeMask); ; slot = (slot + 1) & edgeMask) {
       const at = slot * EDGE_STRIDE;
       const parent = edges[at + E_PARENT] as number;
@@ -578,6 +592,37 @@ function createLookup(
     }
   }
 
+  /** End of the segment the last onlyStaticAt / hashedStaticAt matched. */
+  let staticEnd = 0;
+
+  /** The node's only static child if the unescaped segment at `start` is its label, else -1. */
+  function onlyStaticAt(base: number, start: number, stop: number): number {
+    const length = nodes[base + N_LABEL_LENGTH] as number;
+    const end = start + length;
+    if (end > stop || (end < stop && path.charCodeAt(end) !== SLASH)) return -1;
+    if (!rawEquals(start, end, nodes[base + N_LABEL_OFFSET] as number, length)) return -1;
+    staticEnd = end;
+    return nodes[base + N_STATIC_CHILD] as number;
+  }
+
+  /**
+   * The static child for the unescaped segment at `start`, hashing it while looking for its end (one pass
+   * instead of indexOf and then a hash); gives up once the segment is longer than any label.
+   */
+  function hashedStaticAt(node: number, start: number, stop: number): number {
+    const limit = Math.min(stop, start + maxRawLabelLength + 1);
+    let hash = 0;
+    let end = start;
+    for (; end < limit; end++) {
+      const c = path.charCodeAt(end);
+      if (c === SLASH) break;
+      hash = (Math.imul(hash, 31) + c) | 0;
+    }
+    if (end === limit && end !== stop) return -1;
+    staticEnd = end;
+    return probeStatic(node, hash, true, '', start, end);
+  }
+
   /**
    * descend() for matchers with the default slash options, finding each segment as it goes instead of after
    * a separate scan: the same segments (split on raw `/` up to the first `?` or `#`), the same order of
@@ -602,6 +647,16 @@ function createLookup(
           ? -1
           : pickAt(nodes[base + N_ENTRY_START] as number, count, nodes[base + N_ENTRY_HOSTS] as number);
       }
+      const statics = nodes[base + N_STATIC_COUNT] as number;
+      if (statics !== 0 && rawStatics && !mayEscape) {
+        // No `%` anywhere: compare raw text, and let the comparison (or the hash) find the segment's end.
+        const child = statics === 1 ? onlyStaticAt(base, start, stop) : hashedStaticAt(node, start, stop);
+        if (child !== -1) {
+          node = child;
+          start = staticEnd + 1;
+          continue;
+        }
+      }
       let end = input.indexOf('/', start);
       if (end === -1 || end > stop) end = stop;
       let escaped = 0;
@@ -611,8 +666,11 @@ function createLookup(
       }
       segEscaped[d] = escaped;
       anyEscaped |= escaped;
-      const statics = nodes[base + N_STATIC_COUNT] as number;
-      if (statics !== 0 && end - start <= (escaped === 0 ? maxRawLabelLength : maxEscapedLabelLength)) {
+      if (
+        statics !== 0 &&
+        !(rawStatics && !mayEscape) &&
+        end - start <= (escaped === 0 ? maxRawLabelLength : maxEscapedLabelLength)
+      ) {
         const child =
           statics === 1
             ? onlyStaticMatches(base, d, start, end)

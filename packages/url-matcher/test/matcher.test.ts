@@ -26,6 +26,45 @@ describe('pattern syntax', () => {
     expect(matcher.match('/nope')).toBeNull();
   });
 
+  test('a static label must be the whole segment, whether it is the only static child or one of several', () => {
+    const m = createMatcher([
+      { pattern: '/a/alpha' },
+      { pattern: '/a/beta' },
+      { pattern: '/a/gamma/:g' },
+      { pattern: '/a/:p' },
+      { pattern: '/s/only' },
+      { pattern: '/s/:p' },
+      { pattern: '/e/' },
+    ]);
+    const cases: Array<[string, string | null, Record<string, string>?]> = [
+      ['/a/alpha', '/a/alpha'],
+      ['/a/alpha?x=/a/beta', '/a/alpha'],
+      ['/a/alpha#/beta', '/a/alpha'],
+      ['/a/alphax', '/a/:p', { p: 'alphax' }],
+      ['/a/alph', '/a/:p', { p: 'alph' }],
+      ['/a/alpha/', null],
+      ['/a/beta/more', null],
+      ['/a/gamma/1', '/a/gamma/:g', { g: '1' }],
+      ['/a/gamma', '/a/:p', { p: 'gamma' }],
+      [`/a/${'alpha'.repeat(20)}`, '/a/:p', { p: 'alpha'.repeat(20) }],
+      ['/a/%61lpha', '/a/alpha'],
+      ['/a/alpha%20', '/a/:p', { p: 'alpha ' }],
+      ['/s/only', '/s/only'],
+      ['/s/only?x', '/s/only'],
+      ['/s/onlyx', '/s/:p', { p: 'onlyx' }],
+      ['/s/onl', '/s/:p', { p: 'onl' }],
+      ['/s/only/', null],
+      ['/e/', '/e/'],
+      ['/e/?q', '/e/'],
+      ['/e/x', null],
+    ];
+    for (const [path, pattern, params] of cases) {
+      const found = m.match(path);
+      expect(found?.pattern ?? null, path).toBe(pattern);
+      if (params !== undefined) expect(found?.params, path).toEqual(params);
+    }
+  });
+
   test('parameters capture one non-empty segment each', () => {
     expect(matcher.match('/users/42')).toEqual({ pattern: '/users/:id', params: { id: '42' }, data: 'user' });
     expect(matcher.match('/users/42/posts/7')?.params).toEqual({ id: '42', postId: '7' });
