@@ -235,6 +235,8 @@ function createLookup(
   let segCount = 0;
   /** Some recorded segment holds a `%`; when 0, no capture needs decoding. */
   let anyEscaped = 0;
+  /** The path (before `?`/`#`) holds a `%` somewhere, so a wildcard's value may need decoding. */
+  let pathEscaped = false;
   let restEnd = 0;
   let reqMethod: string | undefined;
   let reqMethodBit = 0;
@@ -250,6 +252,7 @@ function createLookup(
     if (fragment !== -1 && fragment < stop) stop = fragment;
     const percent = input.indexOf('%', 1);
     const mayEscape = percent !== -1 && percent < stop;
+    pathEscaped = mayEscape;
     let recorded = 0;
     let start = 1;
     anyEscaped = 0;
@@ -635,6 +638,7 @@ function createLookup(
     if (fragment !== -1 && fragment < stop) stop = fragment;
     const percent = input.indexOf('%', 1);
     const mayEscape = percent !== -1 && percent < stop;
+    pathEscaped = mayEscape;
     anyEscaped = 0;
     restEnd = stop;
     let node = 0;
@@ -743,8 +747,8 @@ function createLookup(
     if (id !== -1) {
       const entry = entries[id] as AnyEntry;
       let params: Record<string, string>;
-      if (anyEscaped === 0 && !entry.endsWithWildcard) {
-        // Nothing to decode: the values are the raw ranges.
+      if (!pathEscaped && !(ignoreDuplicateSlashes && entry.endsWithWildcard)) {
+        // Nothing to decode (and no `//` runs to fold in a wildcard): the values are the raw ranges.
         params = (rangeParamsFactories[id] as RangeParamsFactory)(input, capStart, capEnd);
       } else {
         const count = entry.names.length;
