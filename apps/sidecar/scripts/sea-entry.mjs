@@ -1,7 +1,9 @@
 // Entry of the single executable. Node 20's SEA runs one CommonJS script, and CommonJS has no top-level
 // await, so this replaces src/cli.ts (which awaits main at top level) for the bundle.
 import { main } from '../dist/cli-main.js';
+import { applyMemorySettings } from '../dist/v8-flags.js';
 
+applyMemorySettings();
 main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,

@@ -18,7 +18,7 @@ import {
 import { createPrometheusEndpoint, type Direction, MeshMetrics } from '@httpmesh/metrics';
 import type { Logger } from 'pino';
 import { loadOrCreateCa } from './ca.js';
-import { type ControlPlaneSource, startControlPlaneSource } from './control-plane.js';
+import type { ControlPlaneSource } from './control-plane.js';
 import { UsageError } from './errors.js';
 import { writeInterceptFile } from './intercept-file.js';
 import { InterceptPolicy } from './intercept-policy.js';
@@ -180,6 +180,9 @@ export async function startSidecar(
   let controlPlane: ControlPlaneSource | null = null;
   let telemetry: MetricsUploader | null = null;
   if (options.controlPlane.length > 0) {
+    // Loaded only with --control-plane: rule-sync brings the gRPC stack (grpc-js, nice-grpc, protobuf),
+    // ~20 MB resident that a sidecar fed by a rules file never uses.
+    const { startControlPlaneSource } = await import('./control-plane.js');
     telemetry = new MetricsUploader(metrics, options.metricsInterval, log); // checks the interval first
     // The first push is not awaited: the sidecar serves (not ready, no rules) while it connects.
     controlPlane = await startControlPlaneSource(options, log, (doc) => {
