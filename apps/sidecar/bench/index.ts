@@ -17,7 +17,7 @@
 // 1000 req/s), BENCH_ONLY (comma list of proxy names: direct,sidecar,nginx,mitmproxy),
 // BENCH_CPU_PROF (directory: run the sidecar under node --cpu-prof), BENCH_SIDECAR (`node`: dist/cli.js
 // under this Node, default; `sea`: dist/sea/httpmesh-sidecar), BENCH_SIDECAR_NODE_ARGS (extra Node flags for
-// the sidecar, e.g. `--max-semi-space-size=2`).
+// the sidecar, e.g. `--max-semi-space-size=2`), BENCH_SIDECAR_CLI (another build's cli.js, for A/B runs).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
@@ -339,7 +339,9 @@ try {
           ...(process.env['BENCH_SIDECAR_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
           ...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]),
         ];
-        return { command: process.execPath, args: [...node, join(appDir, 'dist', 'cli.js'), ...common] };
+        // BENCH_SIDECAR_CLI: another build's cli.js (A/B against an earlier commit built elsewhere).
+        const cli = process.env['BENCH_SIDECAR_CLI'] ?? join(appDir, 'dist', 'cli.js');
+        return { command: process.execPath, args: [...node, cli, ...common] };
       };
       const explicitPort = await freePort();
       const explicit = sidecarArgs(['--mode', 'explicit', '--listen', `127.0.0.1:${explicitPort}`]);
