@@ -9,6 +9,7 @@ import { UsageError } from './errors.js';
 import { createLogger } from './logger.js';
 import { type CommandName, helpText, resolveOptions, type SidecarOptions, TOP_HELP } from './options.js';
 import { loadRulesFile } from './rules.js';
+import { capYoungGeneration } from './v8-flags.js';
 
 export interface CliIo {
   readonly stdout: Writable;
@@ -46,6 +47,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       case 'ca':
         return await caCommand(resolved.positionals, resolved.options, log, io);
       case 'run': {
+        if (resolved.options.youngGenerationMb > 0) {
+          capYoungGeneration(resolved.options.youngGenerationMb * 1024 * 1024);
+        }
         const { runSidecar } = await import('./run.js');
         return await runSidecar(resolved.options, resolved.sources, log);
       }

@@ -32,6 +32,7 @@ export interface SidecarOptions {
   accessLog: boolean;
   drainTimeout: number;
   metricsInterval: number;
+  youngGenerationMb: number;
   inboundPorts: number[];
   outboundHttpPorts: number[];
   outboundTlsPorts: number[];
@@ -69,7 +70,8 @@ type Kind =
   | 'ports'
   | 'list'
   | 'url'
-  | 'ms';
+  | 'ms'
+  | 'mb';
 
 export interface OptionSpec {
   readonly key: OptionKey;
@@ -370,6 +372,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     'with --control-plane: upload a metric snapshot this often (ms, at least 100); one more on shutdown',
     { default: 10_000, placeholder: 'MS' },
   ),
+  spec(
+    'youngGenerationMb',
+    'young-generation-mb',
+    'mb',
+    ['run'],
+    "cap V8's young generation at this many MB (0: V8's own growth, up to 32); 8 trades resident memory under load for CPU (README, Memory)",
+    { default: 0, placeholder: 'MB' },
+  ),
 ];
 
 export function specsFor(command: CommandName): OptionSpec[] {
@@ -435,6 +445,12 @@ export function parseOptionValue(
     }
     case 'port':
       return parsePort(asText(raw, fail).trim(), fail);
+    case 'mb': {
+      const v = asText(raw, fail).trim();
+      if (!/^\d{1,4}$/.test(v) || Number(v) > 1024)
+        fail(`expected megabytes 0-1024, got ${JSON.stringify(v)}`);
+      return Number(v);
+    }
     case 'ms': {
       const v = asText(raw, fail).trim();
       if (!/^\d{1,9}$/.test(v)) fail(`expected milliseconds, got ${JSON.stringify(v)}`);

@@ -161,10 +161,22 @@ describe('malformed input', () => {
     [['--proxy-uid', '0'], 'proxyUid', '--proxy-uid'],
     [['--control-plane', 'cp:1,cp'], 'controlPlane', '--control-plane'],
     [['--log-level', 'loud'], 'logLevel', '--log-level'],
+    [['--young-generation-mb', '1025'], 'youngGenerationMb', '--young-generation-mb'],
+    [['--young-generation-mb', '1.5'], 'youngGenerationMb', '--young-generation-mb'],
+    [['--young-generation-mb', '8mb'], 'youngGenerationMb', '--young-generation-mb'],
   ])('%j is rejected for %s with its source', (argv, option, source) => {
     const e = caught(() => resolveOptions('run', argv, {}, dir));
     expect(e).toBeInstanceOf(OptionValueError);
     expect(e).toMatchObject({ code: 'HTTPMESH_SIDECAR_OPTION_INVALID', option, source });
+  });
+
+  test('--young-generation-mb: 0 (V8 decides) by default; flag, env and YAML set it', () => {
+    expect(resolveOptions('run', [], {}, dir).options.youngGenerationMb).toBe(0);
+    expect(resolveOptions('run', ['--young-generation-mb', '8'], {}, dir).options.youngGenerationMb).toBe(8);
+    const fromEnv = resolveOptions('run', [], { HTTPMESH_YOUNG_GENERATION_MB: '16' }, dir);
+    expect(fromEnv.options.youngGenerationMb).toBe(16);
+    const file = configFile('young.yaml', 'youngGenerationMb: 4\n');
+    expect(resolveOptions('run', ['--config', file], {}, dir).options.youngGenerationMb).toBe(4);
   });
 
   test('a malformed environment value names the variable', () => {
