@@ -4,8 +4,8 @@ import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
  * Applied by the sidecar's entry points (`dist/cli.js`, the single executable) before any traffic:
  * `--liftoff-only` keeps WebAssembly on V8's baseline compiler. The only WebAssembly here is undici's llhttp
  * (mitm-core's upstream HTTP/1.1 parser), and TurboFan's tier-up of its parser function allocated ~35 MB of
- * compiler memory in the first second of load, which set the process's peak resident size (VmHWM 114–120
- * → 87–99 MB, CPU per request unchanged within the noise; README "Memory"). undici compiles llhttp at its
+ * compiler memory in the first second of load, which set the process's peak resident size (VmHWM 116–120
+ * → 94–113 MB, CPU per request unchanged within the noise; README "Memory"). undici compiles llhttp at its
  * first upstream connection, after this runs.
  */
 export function applyMemorySettings(): void {
