@@ -7,17 +7,18 @@ import type {
   ExchangeSummary,
   ImmediateResponse,
 } from '@httpmesh/mitm-core';
-import {
-  type ChainBodyDecision,
-  type ChainExchange,
-  headerListFromRecord,
-  headerListToRecord,
-  type PluginMetricsSnapshot,
-  parsePluginConfig,
-  type PluginProcessSpec,
+import type {
+  ChainBodyDecision,
+  ChainExchange,
+  PluginMetricsSnapshot,
+  PluginProcessSpec,
   PluginSupervisor,
-  type SupervisorOptions,
+  SupervisorOptions,
 } from '@httpmesh/plugin-sdk';
+// Light entry points: validating plugin rules and converting headers load no gRPC code; the supervisor
+// (and with it grpc-js) is imported only once a configuration names a plugin.
+import { parsePluginConfig } from '@httpmesh/plugin-sdk/config';
+import { headerListFromRecord, headerListToRecord } from '@httpmesh/plugin-sdk/headers';
 import type { PluginConfig as RuleSyncPluginConfig } from '@httpmesh/rule-sync';
 import type { Logger } from 'pino';
 import { RulesFileError } from './errors.js';
@@ -358,6 +359,7 @@ export class SidecarPlugins {
     }
     let next: Generation | undefined;
     if (specs.length > 0) {
+      const { PluginSupervisor } = await import('@httpmesh/plugin-sdk');
       const supervisor = new PluginSupervisor(specs, this.#options.supervisor ?? {});
       this.#watch(supervisor);
       try {

@@ -1,6 +1,6 @@
 /**
  * The sidecar loads a dependency only when its configuration uses it (README "Memory"): a sidecar fed by a
- * rules file never loads the control-plane gRPC client (rule-sync's nice-grpc) and, until /metrics is
+ * rules file (without plugins) never loads a gRPC client (rule-sync's nice-grpc, plugin-sdk's grpc-js) and, until /metrics is
  * scraped, no OpenTelemetry package; the OTLP exporter never. Checked on the built bin (dist/cli.js), with
  * a preload (test/fixtures/loaded-packages.mjs) that lists the packages in the module cache at exit.
  */
@@ -107,9 +107,9 @@ function get(port: number, path: string, headers: Record<string, string> = {}) {
   });
 }
 
-// rule-sync's own gRPC layer. (@grpc/grpc-js itself is also a dependency of @httpmesh/plugin-sdk, which the
-// sidecar loads at start to validate `plugins` in rules; see the README.)
-const GRPC = ['nice-grpc', 'nice-grpc-common', 'abort-controller-x'];
+// The gRPC stack: rule-sync's client (nice-grpc) and, under it and under plugin-sdk's client, grpc-js. Plugin
+// rules are validated through plugin-sdk's light `config` entry, so without plugins grpc-js stays unloaded.
+const GRPC = ['nice-grpc', 'nice-grpc-common', 'abort-controller-x', '@grpc/grpc-js'];
 const otel = (loaded: string[]) => loaded.filter((p) => p.startsWith('@opentelemetry/'));
 
 beforeAll(async () => {

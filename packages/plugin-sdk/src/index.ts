@@ -1,5 +1,7 @@
-export { ChainExchange, PluginChain, parsePluginConfig } from './chain.js';
-export type { ChainBodyDecision, ChainHeadersDecision, PluginConfig } from './chain.js';
+export { ChainExchange, PluginChain } from './chain.js';
+export type { ChainBodyDecision, ChainHeadersDecision } from './chain.js';
+export { parsePluginConfig } from './config.js';
+export type { PluginConfig } from './config.js';
 export {
   applyHeaderMutation,
   CONTINUE,
@@ -64,7 +66,7 @@ export {
   headerListToRecord,
   isValidHeaderName,
   isValidHeaderValue,
-  PHASE_NAMES,
-  PROTOCOL_VERSION,
-} from './protocol.js';
-export type { BodyModeName, HeaderList, HeaderRecord, PhaseName } from './protocol.js';
+} from './headers.js';
+export type { HeaderList, HeaderRecord } from './headers.js';
+export { PHASE_NAMES, PROTOCOL_VERSION } from './protocol.js';
+export type { BodyModeName, PhaseName } from './protocol.js';
