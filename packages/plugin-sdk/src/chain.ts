@@ -2,7 +2,6 @@ import {
   applyHeaderMutation,
   type Decision,
   type ExchangeTimings,
-  type FailureMode,
   failureDecision,
   type PluginClient,
   type PluginExchange,
