@@ -26,12 +26,16 @@ function assertSafeName(name: string): void {
 }
 
 /**
- * One factory per distinct list of parameter names (in order), each returning an object literal with fixed
- * keys: every route shape gets its own hidden class, built with fast in-object stores instead of keyed stores
- * into a fresh dictionary. All factories are compiled by one `new Function`, so building many routes costs
- * one compilation, not one per route.
+ * One factory per distinct list of parameter names (in order), each `(${args}) => ({ name: value, ... })`
+ * with `value(i)` giving the source of the i-th value: every route shape gets its own hidden class, built with
+ * fast in-object stores instead of keyed stores into a fresh dictionary. All factories are compiled by one
+ * `new Function`, so building many routes costs one compilation, not one per route.
  */
-export function compileParamsFactories(nameLists: readonly (readonly string[])[]): ParamsFactory[] {
+function compileFactories<F>(
+  nameLists: readonly (readonly string[])[],
+  args: string,
+  value: (i: number) => string,
+): F[] {
   const keyOf = (names: readonly string[]): string => JSON.stringify(names);
   const distinct = new Map<string, number>();
   const bodies: string[] = [];
@@ -40,26 +44,19 @@ export function compileParamsFactories(nameLists: readonly (readonly string[])[]
     if (distinct.has(key)) continue;
     for (const name of names) assertSafeName(name);
     distinct.set(key, bodies.length);
-    const fields = names.map((name, i) => `${JSON.stringify(name)}: v[${i}]`).join(', ');
-    bodies.push(`(v) => ({ ${fields} })`);
+    const fields = names.map((name, i) => `${JSON.stringify(name)}: ${value(i)}`).join(', ');
+    bodies.push(`(${args}) => ({ ${fields} })`);
   }
-  const all = new Function(`'use strict'; return [${bodies.join(',\n')}];`)() as ParamsFactory[];
-  return nameLists.map((names) => all[distinct.get(keyOf(names)) as number] as ParamsFactory);
+  const all = new Function(`'use strict'; return [${bodies.join(',\n')}];`)() as F[];
+  return nameLists.map((names) => all[distinct.get(keyOf(names)) as number] as F);
 }
 
-/** Like compileParamsFactories, but each value is `path.slice(starts[i], ends[i])`, taken as-is. */
+/** Factories taking the (already decoded) values in name order. */
+export function compileParamsFactories(nameLists: readonly (readonly string[])[]): ParamsFactory[] {
+  return compileFactories<ParamsFactory>(nameLists, 'v', (i) => `v[${i}]`);
+}
+
+/** Factories taking each value as `path.slice(starts[i], ends[i])`, as-is. */
 export function compileRangeParamsFactories(nameLists: readonly (readonly string[])[]): RangeParamsFactory[] {
-  const keyOf = (names: readonly string[]): string => JSON.stringify(names);
-  const distinct = new Map<string, number>();
-  const bodies: string[] = [];
-  for (const names of nameLists) {
-    const key = keyOf(names);
-    if (distinct.has(key)) continue;
-    for (const name of names) assertSafeName(name);
-    distinct.set(key, bodies.length);
-    const fields = names.map((name, i) => `${JSON.stringify(name)}: p.slice(s[${i}], e[${i}])`).join(', ');
-    bodies.push(`(p, s, e) => ({ ${fields} })`);
-  }
-  const all = new Function(`'use strict'; return [${bodies.join(',\n')}];`)() as RangeParamsFactory[];
-  return nameLists.map((names) => all[distinct.get(keyOf(names)) as number] as RangeParamsFactory);
+  return compileFactories<RangeParamsFactory>(nameLists, 'p, s, e', (i) => `p.slice(s[${i}], e[${i}])`);
 }
