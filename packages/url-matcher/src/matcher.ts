@@ -473,28 +473,52 @@ function createLookup(
     return index === -1 ? pick(start, count) : pickByHost(start, count, index);
   }
 
+  /** The route a path ending at this node gets, or -1. */
+  function routeAtEnd(base: number): number {
+    const count = nodes[base + N_ENTRY_COUNT] as number;
+    return count === 0
+      ? -1
+      : pickAt(nodes[base + N_ENTRY_START] as number, count, nodes[base + N_ENTRY_HOSTS] as number);
+  }
+
+  /** The static child whose label is segment d, or -1. */
+  function staticChild(node: number, base: number, d: number, start: number, end: number): number {
+    const statics = nodes[base + N_STATIC_COUNT] as number;
+    if (statics === 0 || end - start > (segEscaped[d] === 0 ? maxRawLabelLength : maxEscapedLabelLength)) {
+      return -1;
+    }
+    if (statics !== 1) return findStatic(node, d, start, end);
+    return onlyStaticMatches(base, d, start, end) ? (nodes[base + N_STATIC_CHILD] as number) : -1;
+  }
+
+  /** The wildcard route of this node taking the rest of the path from `start` (captured), or -1. */
+  function wildcardRoute(base: number, start: number): number {
+    const wildcards = nodes[base + N_WILD_COUNT] as number;
+    if (wildcards === 0) return -1;
+    if (restEnd === -1) restEnd = findRestEnd(start);
+    if (restEnd <= start) return -1;
+    const found = pickAt(
+      nodes[base + N_WILD_START] as number,
+      wildcards,
+      nodes[base + N_WILD_HOSTS] as number,
+    );
+    if (found !== -1) {
+      const slot = nodes[base + N_CAPS] as number;
+      capStart[slot] = start;
+      capEnd[slot] = restEnd;
+    }
+    return found;
+  }
+
   function walk(node: number, d: number): number {
     const base = node * NODE_STRIDE;
-    if (d >= segCount) {
-      const count = nodes[base + N_ENTRY_COUNT] as number;
-      return count === 0
-        ? -1
-        : pickAt(nodes[base + N_ENTRY_START] as number, count, nodes[base + N_ENTRY_HOSTS] as number);
-    }
+    if (d >= segCount) return routeAtEnd(base);
     const start = segStart[d] as number;
     const end = segEnd[d] as number;
-    const statics = nodes[base + N_STATIC_COUNT] as number;
-    if (statics !== 0 && end - start <= (segEscaped[d] === 0 ? maxRawLabelLength : maxEscapedLabelLength)) {
-      const child =
-        statics === 1
-          ? onlyStaticMatches(base, d, start, end)
-            ? (nodes[base + N_STATIC_CHILD] as number)
-            : -1
-          : findStatic(node, d, start, end);
-      if (child !== -1) {
-        const found = walk(child, d + 1);
-        if (found !== -1) return found;
-      }
+    const child = staticChild(node, base, d, start, end);
+    if (child !== -1) {
+      const found = walk(child, d + 1);
+      if (found !== -1) return found;
     }
     const compositeCount = nodes[base + N_COMP_COUNT] as number;
     if (compositeCount !== 0) {
@@ -517,22 +541,7 @@ function createLookup(
         if (found !== -1) return found;
       }
     }
-    const wildcards = nodes[base + N_WILD_COUNT] as number;
-    if (wildcards !== 0 && restEnd === -1) restEnd = findRestEnd(start);
-    if (wildcards !== 0 && restEnd > start) {
-      const found = pickAt(
-        nodes[base + N_WILD_START] as number,
-        wildcards,
-        nodes[base + N_WILD_HOSTS] as number,
-      );
-      if (found !== -1) {
-        const slot = nodes[base + N_CAPS] as number;
-        capStart[slot] = start;
-        capEnd[slot] = restEnd;
-        return found;
-      }
-    }
-    return -1;
+    return wildcardRoute(base, start);
   }
 
   /**
@@ -545,26 +554,13 @@ function createLookup(
     let node = 0;
     for (let d = 0; ; d++) {
       const base = node * NODE_STRIDE;
-      if (d >= segCount) {
-        const count = nodes[base + N_ENTRY_COUNT] as number;
-        return count === 0
-          ? -1
-          : pickAt(nodes[base + N_ENTRY_START] as number, count, nodes[base + N_ENTRY_HOSTS] as number);
-      }
+      if (d >= segCount) return routeAtEnd(base);
       const start = segStart[d] as number;
       const end = segEnd[d] as number;
-      const statics = nodes[base + N_STATIC_COUNT] as number;
-      if (statics !== 0 && end - start <= (segEscaped[d] === 0 ? maxRawLabelLength : maxEscapedLabelLength)) {
-        const child =
-          statics === 1
-            ? onlyStaticMatches(base, d, start, end)
-              ? (nodes[base + N_STATIC_CHILD] as number)
-              : -1
-            : findStatic(node, d, start, end);
-        if (child !== -1) {
-          node = child;
-          continue;
-        }
+      const child = staticChild(node, base, d, start, end);
+      if (child !== -1) {
+        node = child;
+        continue;
       }
       // Mixed segments are rare: leave them to the full walk.
       if (nodes[base + N_COMP_COUNT] !== 0) return -1;
@@ -577,21 +573,7 @@ function createLookup(
         node = param;
         continue;
       }
-      const wildcards = nodes[base + N_WILD_COUNT] as number;
-      if (wildcards === 0) return -1;
-      if (restEnd === -1) restEnd = findRestEnd(start);
-      if (restEnd <= start) return -1;
-      const found = pickAt(
-        nodes[base + N_WILD_START] as number,
-        wildcards,
-        nodes[base + N_WILD_HOSTS] as number,
-      );
-      if (found !== -1) {
-        const slot = nodes[base + N_CAPS] as number;
-        capStart[slot] = start;
-        capEnd[slot] = restEnd;
-      }
-      return found;
+      return wildcardRoute(base, start);
     }
   }
 
