@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { CertificateAuthority } from '../src/ca/index.js';
+import { writeBenchCertificates } from './bench-fixtures.js';
 
 const DURATION_S = Number(process.env['BENCH_DURATION'] ?? 5);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 50);
@@ -116,22 +116,7 @@ export async function benchProxy(): Promise<ProxyBenchRow[]> {
   const children: ChildProcess[] = [];
   const rows: ProxyBenchRow[] = [];
   try {
-    const proxyCa = await CertificateAuthority.create({ commonName: 'httpmesh bench proxy CA' });
-    const upstreamCa = await CertificateAuthority.create({ commonName: 'httpmesh bench upstream CA' });
-    const upstreamLeaf = await upstreamCa.issueLeaf(['localhost', '127.0.0.1']);
-    const proxyLeaf = await proxyCa.issueLeaf(['localhost']);
-    const proxyPem = await proxyCa.toPem();
-    const files: Record<string, string> = {
-      'proxy-ca.pem': proxyPem.certPem,
-      'proxy-ca.key': proxyPem.keyPem,
-      'upstream-ca.pem': upstreamCa.certPem,
-      'upstream.pem': upstreamLeaf.chainPem,
-      'upstream.key': upstreamLeaf.keyPem,
-      'nginx-leaf.pem': proxyLeaf.chainPem,
-      'nginx-leaf.key': proxyLeaf.keyPem,
-    };
-    for (const [name, content] of Object.entries(files))
-      writeFileSync(join(dir, name), content, { mode: 0o600 });
+    await writeBenchCertificates(dir);
 
     const upstream = await startNodeChild(['upstream', dir]);
     children.push(upstream.child);
