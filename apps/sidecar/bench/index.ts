@@ -9,12 +9,15 @@
 // against the upstream CA. Sidecar: transparent mode; nginx: ssl listener + proxy_pass https; mitmproxy:
 // reverse mode. Each proxy is checked once with a verifying client (trusting that proxy's CA) before load.
 //
-// Same load generator for all (autocannon, in this process); latency percentiles come from autocannon's
-// per-response timings (sub-millisecond), not its millisecond histogram. CPU from /proc/<pid>/stat of the
-// proxy's processes over the measured window; RSS from /proc/<pid>/status.
+// Same load generators for all, in this process. Max load: autocannon, BENCH_CONNECTIONS closed-loop
+// connections; latency percentiles from autocannon's per-response timings (sub-millisecond), not its
+// millisecond histogram. Moderate load: bench/paced.ts, an open-loop pacer (request i due at i / rate, latency
+// from the due time, so stalls are not hidden) over a fixed pool of keep-alive connections opened before the
+// run (autocannon's overallRate bursts each second's quota at full speed, i.e. measures a saturated proxy).
+// CPU from /proc/<pid>/stat of the proxy's processes over the measured window; RSS from /proc/<pid>/status.
 //
 // Env: BENCH_SECONDS (5), BENCH_WARMUP_SECONDS (1), BENCH_CONNECTIONS (32), BENCH_RATE (moderate load,
-// 1000 req/s), BENCH_ONLY (comma list of proxy names: direct,sidecar,nginx,mitmproxy),
+// 1000 req/s), BENCH_PACED_CONNECTIONS (16, the moderate-load pool), BENCH_ONLY (comma list of proxy names: direct,sidecar,nginx,mitmproxy),
 // BENCH_CPU_PROF (directory: run the sidecar under node --cpu-prof), BENCH_SIDECAR (`node`: dist/cli.js
 // under this Node, default; `sea`: dist/sea/httpmesh-sidecar), BENCH_SIDECAR_NODE_ARGS (extra Node flags for
 // the sidecar, e.g. `--max-semi-space-size=2`), BENCH_SIDECAR_CLI (another build's cli.js, for A/B runs).
@@ -28,6 +31,7 @@ import { createHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '@httpmesh/mitm-core';
 import autocannon from 'autocannon';
+import { PacedPool } from './paced.js';
 import { cpuSeconds, memoryMb, processTree } from './proc.js';
 
 const appDir = fileURLToPath(new URL('..', import.meta.url));
@@ -35,6 +39,7 @@ const SECONDS = Number(process.env['BENCH_SECONDS'] ?? '5');
 const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? '1');
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? '32');
 const RATE = Number(process.env['BENCH_RATE'] ?? '1000');
+const PACED_CONNECTIONS = Number(process.env['BENCH_PACED_CONNECTIONS'] ?? '16');
 const ONLY = (process.env['BENCH_ONLY'] ?? 'direct,sidecar,nginx,mitmproxy').split(',');
 const UPSTREAM_NAME = 'upstream.bench.test';
 const UPSTREAM_ADDRESS = '127.0.0.2';
@@ -99,6 +104,9 @@ interface Row {
   readonly cpuCores: number;
   readonly rssMb: number;
   readonly peakRssMb: number;
+  /** Moderate load only: p99 from the actual send (not the due time), and connections reopened. */
+  readonly sentP99?: number;
+  readonly reconnects?: number;
 }
 
 const children: ChildProcess[] = [];
@@ -182,19 +190,18 @@ function verifiedGet(port: number, ca: string): Promise<number> {
   });
 }
 
-function load(target: Target, seconds: number, rate: number | undefined) {
+/** Max load: autocannon, CONNECTIONS closed-loop keep-alive connections. */
+function load(target: Target, seconds: number) {
   const latencies = createHistogram();
   let ok = 0;
   let failed = 0;
   return new Promise<{ rps: number; p50: number; p99: number; errors: number }>((resolve, reject) => {
     const options: autocannon.Options = {
       url: `${target.tls ? 'https' : 'http'}://${target.host}:${target.port}`,
-      connections:
-        rate === undefined ? CONNECTIONS : Math.max(4, Math.min(CONNECTIONS, Math.ceil(rate / 100))),
+      connections: CONNECTIONS,
       duration: seconds,
       requests: [{ method: 'GET', path: target.path, headers: target.headers }],
       ...(target.tls ? { servername: UPSTREAM_NAME } : {}),
-      ...(rate === undefined ? {} : { overallRate: rate }),
     };
     const instance = autocannon(options, (error, result) => {
       if (error) return reject(error);
@@ -218,11 +225,42 @@ function load(target: Target, seconds: number, rate: number | undefined) {
 }
 
 async function measure(scenario: string, target: Target, rate: number | undefined): Promise<Row> {
-  await load(target, WARMUP_SECONDS, rate);
+  let pool: PacedPool | undefined;
+  let run: () => Promise<{
+    rps: number;
+    p50: number;
+    p99: number;
+    errors: number;
+    sentP99?: number;
+    reconnects?: number;
+  }>;
+  if (rate === undefined) {
+    await load(target, WARMUP_SECONDS);
+    run = () => load(target, SECONDS);
+  } else {
+    const paced = new PacedPool(
+      {
+        origin: `${target.tls ? 'https' : 'http'}://${target.host}:${target.port}`,
+        path: target.path,
+        headers: target.headers,
+        ...(target.tls ? { servername: UPSTREAM_NAME } : {}),
+      },
+      PACED_CONNECTIONS,
+    );
+    pool = paced;
+    await paced.open();
+    await paced.run(rate, WARMUP_SECONDS);
+    run = () => paced.run(rate, SECONDS);
+  }
   const pids = target.pids().flatMap((pid) => processTree(pid));
   const cpuBefore = cpuSeconds(pids);
   const startedAt = performance.now();
-  const result = await load(target, SECONDS, rate);
+  let result: Awaited<ReturnType<typeof run>>;
+  try {
+    result = await run();
+  } finally {
+    await pool?.close();
+  }
   const elapsed = (performance.now() - startedAt) / 1000;
   const cpuCores = pids.length === 0 ? 0 : (cpuSeconds(pids) - cpuBefore) / elapsed;
   const memory = memoryMb(pids);
@@ -236,9 +274,15 @@ async function measure(scenario: string, target: Target, rate: number | undefine
     cpuCores,
     rssMb: memory.rss,
     peakRssMb: memory.peak,
+    ...(result.sentP99 === undefined ? {} : { sentP99: result.sentP99 }),
+    ...(result.reconnects === undefined ? {} : { reconnects: result.reconnects }),
   };
+  const paced =
+    row.sentP99 === undefined
+      ? ''
+      : `  (p99 from send ${row.sentP99.toFixed(3)} ms, reconnects ${row.reconnects})`;
   console.log(
-    `${scenario.padEnd(22)} ${target.name.padEnd(34)} ${row.rps.toFixed(0).padStart(7)} req/s  p50 ${row.p50.toFixed(3)} ms  p99 ${row.p99.toFixed(3)} ms  errors ${row.errors}  cpu ${row.cpuCores.toFixed(2)}  rss ${row.rssMb.toFixed(1)} MB`,
+    `${scenario.padEnd(22)} ${target.name.padEnd(34)} ${row.rps.toFixed(0).padStart(7)} req/s  p50 ${row.p50.toFixed(3)} ms  p99 ${row.p99.toFixed(3)} ms  errors ${row.errors}  cpu ${row.cpuCores.toFixed(2)}  rss ${row.rssMb.toFixed(1)} MB${paced}`,
   );
   return row;
 }
@@ -287,7 +331,7 @@ try {
   const httpAuthority = `${UPSTREAM_ADDRESS}:${upstreamPorts.http}`;
   const absolute = `http://${httpAuthority}${PATH}`;
   console.log(
-    `bench: ${SECONDS} s per run after ${WARMUP_SECONDS} s warm-up, ${CONNECTIONS} connections (max load), ${RATE} req/s (moderate load); node ${process.version}; netns ${process.env['HTTPMESH_BENCH_NETNS']}`,
+    `bench: ${SECONDS} s per run after ${WARMUP_SECONDS} s warm-up, ${CONNECTIONS} connections (max load), ${RATE} req/s paced over ${PACED_CONNECTIONS} connections (moderate load); node ${process.version}; netns ${process.env['HTTPMESH_BENCH_NETNS']}`,
   );
 
   // Each proxy kind is started, measured in every scenario, and stopped before the next starts, so the
