@@ -1,5 +1,5 @@
 /**
- * Shared by the plugin and upgrade tests: a real sidecar process (the built bin, explicit mode on
+ * Shared by the plugin, upgrade and lazy-loading tests: a real sidecar process (the built bin, explicit mode on
  * loopback port 0), a real upstream, and plain node:http clients through the proxy.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -160,6 +160,8 @@ export async function startSidecarProcess(opts: {
   omitRules?: boolean;
   /** Run this executable (e.g. the single executable) instead of `node dist/cli.js`. */
   bin?: string;
+  /** Node options before `dist/cli.js` (e.g. `--import` a probe); not with `bin`. */
+  nodeArgs?: readonly string[];
   args?: readonly string[];
   env?: Record<string, string>;
 }): Promise<SidecarProcess> {
@@ -168,7 +170,7 @@ export async function startSidecarProcess(opts: {
   const child = spawn(
     opts.bin ?? process.execPath,
     [
-      ...(opts.bin === undefined ? [CLI] : []),
+      ...(opts.bin === undefined ? [...(opts.nodeArgs ?? []), CLI] : []),
       'run',
       '--listen',
       '127.0.0.1:0',
