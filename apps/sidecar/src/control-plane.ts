@@ -14,6 +14,9 @@ import type { HostPort, SidecarOptions } from './options.js';
 import { pluginRawFromResource } from './plugins.js';
 import { type RulesDocument, type RulesValidationOptions, validateRules } from './rules.js';
 
+/** Longest wait at shutdown for the control plane to read what the sidecar still had to send. */
+const FINAL_DRAIN_MS = 2_000;
+
 export interface ControlPlaneSource {
   readonly client: RuleSyncClient;
   close(): Promise<void>;
@@ -169,5 +172,7 @@ export async function startControlPlaneSource(
     ),
   );
   await client.start();
-  return { client, close: () => client.close() };
+  // The drain lets the final metrics snapshot (telemetry's last flush) reach the control plane before the
+  // stream ends; a control plane that does not end the stream costs at most FINAL_DRAIN_MS of shutdown.
+  return { client, close: () => client.close({ drainMs: FINAL_DRAIN_MS }) };
 }

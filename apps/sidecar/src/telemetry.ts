@@ -6,12 +6,6 @@ import { UsageError } from './errors.js';
 /** Shortest accepted `--metrics-interval`: below it the control plane would mostly ingest empty deltas. */
 export const MIN_METRICS_INTERVAL_MS = 100;
 
-/**
- * How long the final flush waits for the snapshot to leave before the stream is closed: rule-sync's
- * `close()` cancels the stream at once and has no "written" signal (see the README's note).
- */
-const FINAL_FLUSH_GRACE_MS = 250;
-
 /** Counters of the uploader, served on the admin endpoint's `/connections` as `telemetry`. */
 export interface MetricsUploadStats {
   /** Snapshots handed to the stream. */
@@ -95,20 +89,20 @@ export class MetricsUploader {
     return true;
   }
 
-  /** Stops the timer and sends the final snapshot (call after the proxies closed, before the stream closes). */
+  /**
+   * Stops the timer and queues the final snapshot (call after the proxies closed, before the stream closes:
+   * the control-plane client's close drains it onto the wire).
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
     this.#client?.off('connected', this.#onConnected);
-    const sent = this.flush('final');
-    if (!sent && this.#client?.connected !== true) {
+    if (!this.flush('final') && this.#client?.connected !== true) {
       this.log.warn(
         { event: 'metrics.final_flush_skipped' },
         'control plane not connected at shutdown; the last metrics were not uploaded',
       );
-      return;
     }
-    if (sent) await new Promise((resolve) => setTimeout(resolve, FINAL_FLUSH_GRACE_MS));
   }
 }

@@ -171,6 +171,10 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
   private heartbeatSequence = 0;
   private loop: Promise<void> | undefined;
   private persistChain: Promise<void> = Promise.resolve();
+  /** Set by close(): the loop ends instead of reconnecting. */
+  private closing = false;
+  /** Resolves when the current session's stream has ended (either side). */
+  private sessionEnded: Promise<void> = Promise.resolve();
 
   constructor(options: RuleSyncClientOptions) {
     super();
@@ -189,8 +193,26 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     this.loop = this.run();
   }
 
-  /** Stops reconnecting and ends the stream. */
-  async close(): Promise<void> {
+  /**
+   * Stops reconnecting and ends the stream. With `drainMs` > 0, messages already handed to the stream (a
+   * final metric snapshot) are written first: the client half-closes its side after them and waits, at most
+   * `drainMs`, for the control plane to end the stream (it does once it has read everything); then, or at
+   * once without `drainMs`, the stream is cancelled.
+   */
+  async close(options: { drainMs?: number } = {}): Promise<void> {
+    this.closing = true;
+    const drainMs = options.drainMs ?? 0;
+    if (drainMs > 0 && this.outbox !== undefined && this.connectedAddress !== undefined) {
+      this.outbox.end();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.sessionEnded,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, drainMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     this.lifetime.abort(new RuleSyncClosedError('client closed'));
     this.outbox?.end();
     await this.loop;
@@ -292,7 +314,7 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
       const address = this.options.addresses[index % this.options.addresses.length] ?? '';
       index++;
       const progressed = await this.session(address);
-      if (signal.aborted) break;
+      if (signal.aborted || this.closing) break;
       if (progressed) attempt = 0;
       // Jitter spreads reconnects of many sidecars after a control-plane restart.
       await abortableDelay(backoffDelay(attempt, this.options.backoff, Math.random), signal);
@@ -313,6 +335,10 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     });
     const client = createClient(RuleSyncDefinition, channel);
     const outbox = new Outbox();
+    let endSession = (): void => undefined;
+    this.sessionEnded = new Promise<void>((resolve) => {
+      endSession = resolve;
+    });
     const sessionAbort = new AbortController();
     const onLifetimeAbort = (): void => sessionAbort.abort();
     this.lifetime.signal.addEventListener('abort', onLifetimeAbort, { once: true });
@@ -371,8 +397,9 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
       if (this.outbox === outbox) this.outbox = undefined;
       this.connectedAddress = undefined;
       channel.close();
+      endSession();
     }
-    if (!this.lifetime.signal.aborted) {
+    if (!this.lifetime.signal.aborted && !this.closing) {
       this.logger.warn(`stream to ${address} ended${failure ? `: ${failure.message}` : ''}; reconnecting`);
     }
     this.emit('disconnected', address, failure);

@@ -471,6 +471,52 @@ describe('metric snapshots and heartbeats', () => {
     expect(server.sidecar('node-1')?.lastHeartbeatAt).toBeInstanceOf(Date);
   });
 
+  test('close({ drainMs }) writes every queued snapshot before the stream ends, and does not reconnect', async () => {
+    const received: number[] = [];
+    const { address } = await startServer({
+      insecure: true,
+      onMetricSnapshot: (_node, s) =>
+        received.push((JSON.parse(new TextDecoder().decode(s.payload)) as { n: number }).n),
+    });
+    const logger = memoryLogger();
+    const client = makeClient(address, { subscriptions: [INTERCEPT], logger });
+    await client.start();
+    await waitFor(() => client.connected);
+    // Queued in one go, then closed at once: only the drain can get them all onto the wire.
+    const filler = 'x'.repeat(16_384);
+    for (let n = 0; n < 50; n++) expect(client.sendMetricSnapshot({ n, filler })).toBe(true);
+    const disconnected = new Promise<Error | undefined>((resolve) =>
+      client.once('disconnected', (_a, e) => resolve(e)),
+    );
+    await client.close({ drainMs: 10_000 });
+    expect(received).toEqual(Array.from({ length: 50 }, (_, n) => n));
+    // The control plane ended the stream (no error), and the client did not try to reconnect.
+    expect(await disconnected).toBeUndefined();
+    expect(logger.lines.join('\n')).not.toContain('reconnecting');
+    expect(client.connected).toBe(false);
+  });
+
+  test('close({ drainMs }) gives up after drainMs when the control plane never ends the stream', async () => {
+    // Echoes heartbeats (so the client counts as connected) but ignores the client's half-close.
+    const { address } = await fakeControlPlane((call) => {
+      call.on('data', (m: SidecarMessage) => {
+        if (m.kind?.$case === 'heartbeat') call.write({ kind: { $case: 'heartbeat', value: m.kind.value } });
+      });
+      call.write({ kind: { $case: 'heartbeat', value: { sequence: 0, sentAtUnixMs: Date.now() } } });
+    });
+    const client = makeClient(address, { subscriptions: [INTERCEPT] });
+    await client.start();
+    await waitFor(() => client.connected);
+    expect(client.sendMetricSnapshot({ last: true })).toBe(true);
+    const disconnected = new Promise<Error | undefined>((resolve) =>
+      client.once('disconnected', (_a, e) => resolve(e)),
+    );
+    // Resolves (the test would time out otherwise), then cancels the stream it could not drain.
+    await client.close({ drainMs: 150 });
+    await disconnected;
+    expect(client.connected).toBe(false);
+  });
+
   test('a silent control plane is detected by missing heartbeat echoes', async () => {
     const { address } = await fakeControlPlane(() => undefined);
     const logger = memoryLogger();
