@@ -1,21 +1,16 @@
-import { X509Certificate as NodeX509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
+import {
+  X509Certificate as NodeX509Certificate,
+  createHash,
+  createPrivateKey,
+  randomBytes,
+} from 'node:crypto';
 import type { KeyObject, webcrypto } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import type { SecureContext } from 'node:tls';
 import { inspect } from 'node:util';
-import {
-  AuthorityKeyIdentifierExtension,
-  BasicConstraintsExtension,
-  ExtendedKeyUsage,
-  ExtendedKeyUsageExtension,
-  KeyUsageFlags,
-  KeyUsagesExtension,
-  SubjectAlternativeNameExtension,
-  SubjectKeyIdentifierExtension,
-  X509Certificate,
-  X509CertificateGenerator,
-} from './x509.js';
-import type { Extension, JsonName } from './x509.js';
+import { parseCertificate } from './certificate-der.js';
+import type { CertificateFacts } from './certificate-der.js';
+import { children, expectTag, readElement } from './der.js';
 import { defaultCryptoProvider } from './crypto-provider.js';
 import type { WebCryptoProvider } from './crypto-provider.js';
 import {
@@ -28,12 +23,11 @@ import {
   CaOptionsInvalidError,
 } from './errors.js';
 import { normalizeHostname } from './hostname.js';
-import { encodeCertificate, encodeTbsCertificate, subjectNameDer } from './leaf-der.js';
+import { encodeCertificate, encodeTbsCertificate, leafExtensions } from './leaf-der.js';
 import type { LeafTemplate, SignatureKind } from './leaf-der.js';
 import type { NormalizedName } from './hostname.js';
 import {
   assertNamePermitted,
-  buildNameConstraintsExtension,
   normalizeDomainConstraint,
   readNameConstraints,
   validateIpRange,
@@ -48,7 +42,7 @@ import {
   writeFileWithMode,
 } from './files.js';
 import type { CaFileNames, CaFiles } from './files.js';
-import { derToPem, ensureTrailingNewline, splitCertificates } from './pem.js';
+import { derToPem, splitCertificates } from './pem.js';
 import { SecureContextCache } from './secure-context-cache.js';
 import type { MintedContext } from './secure-context-cache.js';
 
@@ -281,19 +275,33 @@ function randomSerial(): string {
   return bytes.toString('hex');
 }
 
-function nameOf(commonName: string, organization?: string): JsonName {
-  return organization === undefined ? [{ CN: [commonName] }] : [{ CN: [commonName] }, { O: [organization] }];
+type X509Issuer = typeof import('./x509-issuer.js');
+let x509Issuer: Promise<X509Issuer> | undefined;
+
+/**
+ * @peculiar/x509 (with tsyringe, reflect-metadata and the ASN.1 schemas, ~16 MB resident) is loaded only
+ * when a root, an intermediate or a client certificate is created; loading a CA and minting leaves need none
+ * of it. The first call pays the import (tens of milliseconds); later ones reuse it.
+ */
+function loadX509Issuer(): Promise<X509Issuer> {
+  x509Issuer ??= import('./x509-issuer.js');
+  return x509Issuer;
 }
 
-type PeculiarCrypto = NonNullable<Parameters<typeof X509CertificateGenerator.create>[1]>;
+/** RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING value (what @peculiar/x509 computes). */
+function keyIdentifier(subjectPublicKey: Uint8Array): string {
+  return createHash('sha1').update(subjectPublicKey).digest('hex');
+}
 
-function toPeculiarCrypto(provider: WebCryptoProvider): PeculiarCrypto {
-  // @peculiar/x509 is typed against the DOM Crypto; Node's webcrypto implements the same interface.
-  return provider as unknown as PeculiarCrypto;
+/** The subjectPublicKey bits of a DER SubjectPublicKeyInfo (as WebCrypto exports it). */
+function subjectPublicKeyOf(spki: Uint8Array): Uint8Array {
+  const parts = children(spki, expectTag(readElement(spki, 0), 0x30, 'SubjectPublicKeyInfo'));
+  const bits = expectTag(parts[1], 0x03, 'subjectPublicKey BIT STRING');
+  return spki.subarray(bits.contentStart + 1, bits.end);
 }
 
 interface CaState {
-  readonly cert: X509Certificate;
+  readonly cert: CertificateFacts;
   readonly certPem: string;
   readonly chainPems: readonly string[];
   readonly signingKey: CryptoKey;
@@ -343,37 +351,27 @@ export class CertificateAuthority {
     const validityDays = checkDays('validityDays', options.validityDays, 3650, MAX_CA_DAYS);
     const algorithm = options.keyAlgorithm ?? 'ECDSA-P256';
     const spec = keyAlgorithmSpec(algorithm);
-    const crypto = toPeculiarCrypto(policy.crypto);
-    const keys = await generateKeyPair(policy.crypto, spec);
+    const [issuer, keys] = await Promise.all([loadX509Issuer(), generateKeyPair(policy.crypto, spec)]);
     const now = policy.clock();
-    const ski = await SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto);
-    const cert = await X509CertificateGenerator.createSelfSigned(
-      {
-        serialNumber: randomSerial(),
-        name: nameOf(options.commonName, options.organization),
-        notBefore: new Date(now - HOUR_MS),
-        notAfter: new Date(now + validityDays * DAY_MS),
-        keys,
-        signingAlgorithm: spec.sign,
-        extensions: [
-          new BasicConstraintsExtension(true, undefined, true),
-          new KeyUsagesExtension(
-            KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign | KeyUsageFlags.digitalSignature,
-            true,
-          ),
-          ski,
-        ],
-      },
-      crypto,
-    );
+    const der = await issuer.createRootCertificate({
+      crypto: policy.crypto,
+      keys,
+      signingAlgorithm: spec.sign,
+      serialNumber: randomSerial(),
+      commonName: options.commonName,
+      organization: options.organization,
+      notBefore: new Date(now - HOUR_MS),
+      notAfter: new Date(now + validityDays * DAY_MS),
+    });
+    const cert = parseCertificate(der);
     return new CertificateAuthority({
       cert,
-      certPem: ensureTrailingNewline(cert.toString('pem')),
+      certPem: derToPem(der, 'CERTIFICATE'),
       chainPems: [],
       signingKey: keys.privateKey,
       signingAlgorithm: spec.sign,
       signatureKind: signatureKindOf(algorithm),
-      subjectKeyId: ski.keyId,
+      subjectKeyId: cert.subjectKeyId ?? keyIdentifier(cert.subjectPublicKey),
       constraints: [],
       pathLength: undefined,
       policy,
@@ -390,14 +388,11 @@ export class CertificateAuthority {
     if (typeof keyPem !== 'string') throw new CaKeyInvalidError('private key PEM must be a string');
     const blocks = splitCertificates(certPem);
     if (blocks.length === 0) throw new CaCertificateInvalidError('no PEM "CERTIFICATE" block found');
-    const parsed: Array<{ node: NodeX509Certificate; peculiar: X509Certificate; pem: string }> = [];
+    const parsed: Array<{ node: NodeX509Certificate; facts: CertificateFacts; pem: string }> = [];
     for (const pem of blocks) {
       try {
-        parsed.push({
-          node: new NodeX509Certificate(pem),
-          peculiar: new X509Certificate(pem),
-          pem: `${pem}\n`,
-        });
+        const node = new NodeX509Certificate(pem);
+        parsed.push({ node, facts: parseCertificate(new Uint8Array(node.raw)), pem: `${pem}\n` });
       } catch (error) {
         throw new CaCertificateInvalidError('certificate PEM does not contain a valid X.509 certificate', {
           cause: error,
@@ -406,18 +401,18 @@ export class CertificateAuthority {
     }
     const own = parsed[0];
     if (own === undefined) throw new CaCertificateInvalidError('no certificate found');
-    const basic = own.peculiar.getExtension(BasicConstraintsExtension);
+    const basic = own.facts.basicConstraints;
     if (!own.node.ca || basic === null || !basic.ca) {
       throw new CaNotAuthorityError('certificate is not a CA (basicConstraints cA is not TRUE)');
     }
-    const usage = own.peculiar.getExtension(KeyUsagesExtension);
-    if (usage !== null && (usage.usages & KeyUsageFlags.keyCertSign) === 0) {
+    if (own.facts.keyCertSign === false) {
       throw new CaNotAuthorityError('certificate key usage does not include keyCertSign');
     }
     const now = policy.clock();
-    if (now < own.peculiar.notBefore.getTime() || now >= own.peculiar.notAfter.getTime()) {
+    const { notBefore, notAfter } = own.facts;
+    if (now < notBefore.getTime() || now >= notAfter.getTime()) {
       throw new CaExpiredError(
-        `CA certificate is valid from ${own.peculiar.notBefore.toISOString()} to ${own.peculiar.notAfter.toISOString()}`,
+        `CA certificate is valid from ${notBefore.toISOString()} to ${notAfter.toISOString()}`,
       );
     }
     let keyObject: KeyObject;
@@ -434,23 +429,14 @@ export class CertificateAuthority {
     const importParams =
       'namedCurve' in spec.generate ? spec.generate : { name: spec.generate.name, hash: spec.generate.hash };
     const signingKey = await policy.crypto.subtle.importKey('pkcs8', pkcs8, importParams, true, ['sign']);
-    const skiExtension = own.peculiar.getExtension(SubjectKeyIdentifierExtension);
-    const subjectKeyId =
-      skiExtension?.keyId ??
-      (
-        await SubjectKeyIdentifierExtension.create(
-          own.peculiar.publicKey,
-          false,
-          toPeculiarCrypto(policy.crypto),
-        )
-      ).keyId;
+    const subjectKeyId = own.facts.subjectKeyId ?? keyIdentifier(own.facts.subjectPublicKey);
     const constraints: NameConstraintSet[] = [];
     for (const item of parsed) {
-      const set = readNameConstraints(item.peculiar);
-      if (set !== null) constraints.push(set);
+      if (item.facts.nameConstraints !== null)
+        constraints.push(readNameConstraints(item.facts.nameConstraints));
     }
     return new CertificateAuthority({
-      cert: own.peculiar,
+      cert: own.facts,
       certPem: own.pem,
       // A self-signed root in the bundle is dropped: clients must trust it out of band, never get it sent.
       chainPems: parsed
@@ -598,40 +584,28 @@ export class CertificateAuthority {
     }
     const spec = keyAlgorithmSpec(keyAlgorithm);
     const { policy } = state;
-    const crypto = toPeculiarCrypto(policy.crypto);
-    const keys = await generateKeyPair(policy.crypto, spec);
+    const [issuer, keys] = await Promise.all([loadX509Issuer(), generateKeyPair(policy.crypto, spec)]);
     // Whole seconds, so the returned dates equal the encoded ones.
     const now = Math.floor(policy.clock() / 1000) * 1000;
     const notBefore = new Date(now - HOUR_MS);
     const notAfter = new Date(Math.min(now + validityDays * DAY_MS, state.cert.notAfter.getTime()));
     const spiffeId = spiffeNodeUri(nodeId);
     const serialNumber = randomSerial();
-    const cert = await X509CertificateGenerator.create(
-      {
-        serialNumber,
-        subject: nameOf(nodeId),
-        issuer: state.cert.subjectName,
-        notBefore,
-        notAfter,
-        publicKey: keys.publicKey,
-        signingKey: state.signingKey,
-        signingAlgorithm: state.signingAlgorithm,
-        extensions: [
-          new BasicConstraintsExtension(false, undefined, true),
-          new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
-          new ExtendedKeyUsageExtension([ExtendedKeyUsage.clientAuth], false),
-          new SubjectAlternativeNameExtension(
-            [spiffeId, ...extraUris].map((value) => ({ type: 'url' as const, value })),
-            false,
-          ),
-          await SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
-          new AuthorityKeyIdentifierExtension(state.subjectKeyId),
-        ],
-      },
-      crypto,
-    );
+    const der = await issuer.createClientCertificate({
+      crypto: policy.crypto,
+      issuerName: state.cert.subjectDer,
+      issuerKeyId: state.subjectKeyId,
+      signingKey: state.signingKey,
+      signingAlgorithm: state.signingAlgorithm,
+      publicKey: keys.publicKey,
+      serialNumber,
+      nodeId,
+      uris: [spiffeId, ...extraUris],
+      notBefore,
+      notAfter,
+    });
     const pkcs8 = await policy.crypto.subtle.exportKey('pkcs8', keys.privateKey);
-    const certPem = ensureTrailingNewline(cert.toString('pem'));
+    const certPem = derToPem(der, 'CERTIFICATE');
     return {
       certPem,
       chainPem: certPem + this.#leafChainSuffix,
@@ -677,42 +651,32 @@ export class CertificateAuthority {
     const algorithm =
       options.keyAlgorithm ?? algorithmOfKey(new NodeX509Certificate(state.certPem).publicKey);
     const spec = keyAlgorithmSpec(algorithm);
-    const crypto = toPeculiarCrypto(policy.crypto);
-    const keys = await generateKeyPair(policy.crypto, spec);
-    const ski = await SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto);
+    const [issuer, keys] = await Promise.all([loadX509Issuer(), generateKeyPair(policy.crypto, spec)]);
     const commonName = options.commonName ?? `${firstCommonName(state.cert)} intermediate`.slice(0, 64);
-    const cert = await X509CertificateGenerator.create(
-      {
-        serialNumber: randomSerial(),
-        subject: nameOf(commonName),
-        issuer: state.cert.subjectName,
-        notBefore: new Date(now - HOUR_MS),
-        notAfter: new Date(notAfter),
-        publicKey: keys.publicKey,
-        signingKey: state.signingKey,
-        signingAlgorithm: state.signingAlgorithm,
-        extensions: [
-          new BasicConstraintsExtension(true, 0, true),
-          new KeyUsagesExtension(
-            KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign | KeyUsageFlags.digitalSignature,
-            true,
-          ),
-          ski,
-          new AuthorityKeyIdentifierExtension(state.subjectKeyId),
-          buildNameConstraintsExtension(domains, ipRanges),
-        ],
-      },
-      crypto,
-    );
-    const own = readNameConstraints(cert);
+    const der = await issuer.createIntermediateCertificate({
+      crypto: policy.crypto,
+      issuerName: state.cert.subjectDer,
+      issuerKeyId: state.subjectKeyId,
+      signingKey: state.signingKey,
+      signingAlgorithm: state.signingAlgorithm,
+      publicKey: keys.publicKey,
+      serialNumber: randomSerial(),
+      commonName,
+      notBefore: new Date(now - HOUR_MS),
+      notAfter: new Date(notAfter),
+      permittedDomains: domains,
+      permittedIpRanges: ipRanges,
+    });
+    const cert = parseCertificate(der);
+    const own = cert.nameConstraints === null ? null : readNameConstraints(cert.nameConstraints);
     return new CertificateAuthority({
       cert,
-      certPem: ensureTrailingNewline(cert.toString('pem')),
+      certPem: derToPem(der, 'CERTIFICATE'),
       chainPems: isSelfSigned(state.cert) ? [...state.chainPems] : [state.certPem, ...state.chainPems],
       signingKey: keys.privateKey,
       signingAlgorithm: spec.sign,
       signatureKind: signatureKindOf(algorithm),
-      subjectKeyId: ski.keyId,
+      subjectKeyId: cert.subjectKeyId ?? keyIdentifier(cert.subjectPublicKey),
       constraints: own === null ? state.constraints : [own, ...state.constraints],
       pathLength: 0,
       policy,
@@ -756,25 +720,20 @@ export class CertificateAuthority {
       policy.crypto.subtle.exportKey('pkcs8', keys.privateKey),
       policy.crypto.subtle.exportKey('spki', keys.publicKey),
     ]);
-    const usages =
-      policy.leafKeyAlgorithm === 'RSA-2048'
-        ? KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment
-        : KeyUsageFlags.digitalSignature;
+    const spkiBytes = new Uint8Array(spki);
     // Everything but serial, validity, CN and SAN is identical for every leaf, so it is encoded once per CA.
-    const extensions: Extension[] = [
-      new BasicConstraintsExtension(false, undefined, true),
-      new KeyUsagesExtension(usages, true),
-      new ExtendedKeyUsageExtension([ExtendedKeyUsage.serverAuth], false),
-      await SubjectKeyIdentifierExtension.create(keys.publicKey, false, toPeculiarCrypto(policy.crypto)),
-      new AuthorityKeyIdentifierExtension(subjectKeyId),
-    ];
+    const extensions = leafExtensions(
+      policy.leafKeyAlgorithm === 'RSA-2048',
+      keyIdentifier(subjectPublicKeyOf(spkiBytes)),
+      subjectKeyId,
+    );
     return {
       keyPem: derToPem(pkcs8, 'PRIVATE KEY'),
       template: {
         signature: signatureKind,
-        issuer: subjectNameDer(new Uint8Array(cert.rawData)),
-        subjectPublicKeyInfo: new Uint8Array(spki),
-        extensions: extensions.map((extension) => new Uint8Array(extension.rawData)),
+        issuer: cert.subjectDer,
+        subjectPublicKeyInfo: spkiBytes,
+        extensions,
       },
     };
   }
@@ -836,11 +795,10 @@ export class CertificateAuthority {
   }
 }
 
-function firstCommonName(cert: X509Certificate): string {
-  const cn = cert.subjectName.getField('CN')[0];
-  return cn ?? 'httpmesh';
+function firstCommonName(cert: CertificateFacts): string {
+  return cert.subjectAttributes.find((attribute) => attribute.type === 'CN')?.value ?? 'httpmesh';
 }
 
-function isSelfSigned(cert: X509Certificate): boolean {
+function isSelfSigned(cert: CertificateFacts): boolean {
   return cert.subject === cert.issuer;
 }

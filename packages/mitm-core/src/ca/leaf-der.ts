@@ -4,9 +4,11 @@
  * @peculiar/x509 builds every certificate through a generic ASN.1 object model and re-parses its own output,
  * which costs ~2-3 ms per leaf. A leaf from a given CA differs from the previous one only in serial number,
  * validity, subject CN and SAN, so the constant parts (issuer name, leaf public key, the other extensions,
- * all produced by @peculiar/x509 once per CA) are kept as DER and only the variable parts are encoded here.
- * The result is checked by OpenSSL and Node's X509Certificate in the tests.
+ * encoded once per CA by `leafExtensions`) are kept as DER and only the variable parts are encoded here.
+ * Nothing here needs @peculiar/x509, so minting stays off it (see certificate-der.ts). The result is checked
+ * by OpenSSL and Node's X509Certificate in the tests.
  */
+import { tlv } from './der.js';
 import type { NormalizedName } from './hostname.js';
 
 export type SignatureKind = 'ecdsa-sha256' | 'ecdsa-sha384' | 'rsa-sha256';
@@ -24,19 +26,6 @@ const VERSION_V3 = Buffer.from('a003020102', 'hex');
 const OID_COMMON_NAME = Buffer.from('0603550403', 'hex');
 const OID_ORGANIZATION = Buffer.from('060355040a', 'hex');
 const OID_SUBJECT_ALT_NAME = Buffer.from('0603551d11', 'hex');
-
-function lengthBytes(length: number): Buffer {
-  if (length < 0x80) return Buffer.from([length]);
-  if (length < 0x100) return Buffer.from([0x81, length]);
-  if (length < 0x10000) return Buffer.from([0x82, length >> 8, length & 0xff]);
-  return Buffer.from([0x83, length >> 16, (length >> 8) & 0xff, length & 0xff]);
-}
-
-function tlv(tag: number, ...parts: Uint8Array[]): Buffer {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  return Buffer.concat([Buffer.from([tag]), lengthBytes(length), ...parts]);
-}
 
 function encodeTime(date: Date): Buffer {
   const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
@@ -137,39 +126,37 @@ export function encodeCertificate(
   return tlv(0x30, tbs, ALGORITHM_IDENTIFIERS[signature], tlv(0x03, Buffer.from([0]), value));
 }
 
-/** Reads one DER TLV header at `offset`: where its content starts and where the element ends. */
-function readElement(der: Uint8Array, offset: number): { tag: number; contentStart: number; end: number } {
-  const tag = der[offset] ?? -1;
-  let lengthByte = der[offset + 1] ?? 0;
-  let contentStart = offset + 2;
-  let length = lengthByte;
-  if (lengthByte & 0x80) {
-    const count = lengthByte & 0x7f;
-    if (count === 0 || count > 4) throw new Error('unsupported DER length');
-    length = 0;
-    for (let i = 0; i < count; i++) {
-      lengthByte = der[offset + 2 + i] ?? 0;
-      length = length * 256 + lengthByte;
-    }
-    contentStart += count;
-  }
-  const end = contentStart + length;
-  if (end > der.length) throw new Error('truncated DER');
-  return { tag, contentStart, end };
+const OID_BASIC_CONSTRAINTS = Buffer.from('0603551d13', 'hex');
+const OID_KEY_USAGE = Buffer.from('0603551d0f', 'hex');
+const OID_EXTENDED_KEY_USAGE = Buffer.from('0603551d25', 'hex');
+const OID_SUBJECT_KEY_ID = Buffer.from('0603551d0e', 'hex');
+const OID_AUTHORITY_KEY_ID = Buffer.from('0603551d23', 'hex');
+const CRITICAL = Buffer.from('0101ff', 'hex');
+// SEQUENCE { OID 1.3.6.1.5.5.7.3.1 id-kp-serverAuth }
+const SERVER_AUTH = Buffer.from('300a06082b06010505070301', 'hex');
+
+function extension(oid: Buffer, critical: boolean, value: Uint8Array): Buffer {
+  return critical ? tlv(0x30, oid, CRITICAL, tlv(0x04, value)) : tlv(0x30, oid, tlv(0x04, value));
 }
 
 /**
- * The subject Name of a DER certificate, byte for byte. Leaves must carry the issuer exactly as the CA
- * encodes its subject (string types included); re-encoding a parsed name could change it.
+ * The constant extensions of every server leaf, in this order: basicConstraints cA=false (critical),
+ * keyUsage digitalSignature (+keyEncipherment for RSA keys; critical), EKU serverAuth, SKI, AKI.
+ * `subjectKeyId` and `authorityKeyId` are hex.
  */
-export function subjectNameDer(certificate: Uint8Array): Uint8Array {
-  const outer = readElement(certificate, 0);
-  const tbs = readElement(certificate, outer.contentStart);
-  let offset = tbs.contentStart;
-  // [0] version (optional), serialNumber, signature, issuer, validity, subject
-  if (certificate[offset] === 0xa0) offset = readElement(certificate, offset).end;
-  for (let skip = 0; skip < 4; skip++) offset = readElement(certificate, offset).end;
-  const subject = readElement(certificate, offset);
-  if (subject.tag !== 0x30) throw new Error('unexpected certificate structure');
-  return certificate.subarray(offset, subject.end);
+export function leafExtensions(
+  keyEncipherment: boolean,
+  subjectKeyId: string,
+  authorityKeyId: string,
+): Buffer[] {
+  // keyUsage is a named BIT STRING: digitalSignature is bit 0, keyEncipherment bit 2; DER drops trailing zero
+  // bits, which the first byte (the unused-bit count) records.
+  const keyUsage = keyEncipherment ? Buffer.from([0x05, 0xa0]) : Buffer.from([0x07, 0x80]);
+  return [
+    extension(OID_BASIC_CONSTRAINTS, true, tlv(0x30)),
+    extension(OID_KEY_USAGE, true, tlv(0x03, keyUsage)),
+    extension(OID_EXTENDED_KEY_USAGE, false, SERVER_AUTH),
+    extension(OID_SUBJECT_KEY_ID, false, tlv(0x04, Buffer.from(subjectKeyId, 'hex'))),
+    extension(OID_AUTHORITY_KEY_ID, false, tlv(0x30, tlv(0x80, Buffer.from(authorityKeyId, 'hex')))),
+  ];
 }

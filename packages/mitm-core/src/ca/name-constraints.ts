@@ -1,14 +1,5 @@
 import { isIP, BlockList } from 'node:net';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import {
-  GeneralName as AsnGeneralName,
-  GeneralSubtree,
-  GeneralSubtrees,
-  NameConstraints,
-  id_ce_nameConstraints,
-} from '@peculiar/asn1-x509';
-import { Extension } from './x509.js';
-import type { X509Certificate as PeculiarCertificate } from './x509.js';
+import { children, contentOf, DerError, expectTag, readElement } from './der.js';
 import { CaCertificateInvalidError, CaNameNotPermittedError, CaOptionsInvalidError } from './errors.js';
 import { dnsNameWithin, normalizeHostname } from './hostname.js';
 import type { NormalizedName } from './hostname.js';
@@ -62,65 +53,64 @@ export function validateIpRange(range: string): string {
   return `${cidr.address}/${cidr.prefix}`;
 }
 
-function subtree(name: AsnGeneralName): GeneralSubtree {
-  return new GeneralSubtree({ base: name });
-}
-
-/**
- * Builds a critical nameConstraints extension. With no permitted IP ranges every IP address is excluded:
- * RFC 5280 leaves name types without a permitted subtree unconstrained, so an intermediate limited to DNS
- * names could otherwise still sign for any IP address.
- */
-export function buildNameConstraintsExtension(
-  domains: readonly string[],
-  ipRanges: readonly string[],
-): Extension {
-  const permitted = new GeneralSubtrees(domains.map((d) => subtree(new AsnGeneralName({ dNSName: d }))));
-  for (const range of ipRanges) permitted.push(subtree(new AsnGeneralName({ iPAddress: range })));
-  const params: Partial<NameConstraints> = { permittedSubtrees: permitted };
-  if (ipRanges.length === 0) {
-    params.excludedSubtrees = new GeneralSubtrees([
-      subtree(new AsnGeneralName({ iPAddress: '0.0.0.0/0' })),
-      subtree(new AsnGeneralName({ iPAddress: '::/0' })),
-    ]);
+function ipConstraintText(bytes: Uint8Array): Cidr {
+  // RFC 5280 4.2.1.10: address followed by mask, 4+4 bytes for IPv4 and 16+16 for IPv6.
+  if (bytes.length !== 8 && bytes.length !== 32) {
+    throw new CaCertificateInvalidError(`unsupported iPAddress name constraint of ${bytes.length} bytes`);
   }
-  return new Extension(id_ce_nameConstraints, true, AsnConvert.serialize(new NameConstraints(params)));
-}
-
-function addToBlockList(list: BlockList, text: string): void {
-  const cidr = parseCidr(text);
-  if (!cidr)
-    throw new CaCertificateInvalidError(`unsupported iPAddress name constraint ${JSON.stringify(text)}`);
-  list.addSubnet(cidr.address, cidr.prefix, cidr.family);
-}
-
-/** Reads the nameConstraints extension of a certificate; null if it has none. */
-export function readNameConstraints(cert: PeculiarCertificate): NameConstraintSet | null {
-  const ext = cert.getExtension(id_ce_nameConstraints);
-  if (!ext) return null;
-  let parsed: NameConstraints;
-  try {
-    parsed = AsnConvert.parse(ext.value, NameConstraints);
-  } catch (error) {
-    throw new CaCertificateInvalidError('malformed nameConstraints extension', { cause: error });
+  const half = bytes.length / 2;
+  let prefix = 0;
+  let ended = false;
+  for (let i = half; i < bytes.length; i++) {
+    for (let bit = 7; bit >= 0; bit--) {
+      const set = ((bytes[i] as number) >> bit) & 1;
+      if (set && ended)
+        throw new CaCertificateInvalidError('iPAddress name constraint mask is not contiguous');
+      if (set) prefix++;
+      else ended = true;
+    }
   }
+  if (half === 4) return { address: Array.from(bytes.subarray(0, 4)).join('.'), prefix, family: 'ipv4' };
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2)
+    groups.push((((bytes[i] as number) << 8) | (bytes[i + 1] as number)).toString(16));
+  return { address: groups.join(':'), prefix, family: 'ipv6' };
+}
+
+/** Reads a nameConstraints extension value (DER); dNSName and iPAddress subtrees, others are ignored. */
+export function readNameConstraints(value: Uint8Array): NameConstraintSet {
   const permittedDns: string[] = [];
   const excludedDns: string[] = [];
   let permittedIp: BlockList | null = null;
   let excludedIp: BlockList | null = null;
-  for (const item of parsed.permittedSubtrees ?? []) {
-    if (item.base.dNSName !== undefined) permittedDns.push(item.base.dNSName.toLowerCase());
-    else if (item.base.iPAddress !== undefined) {
-      permittedIp ??= new BlockList();
-      addToBlockList(permittedIp, item.base.iPAddress);
+  try {
+    const sequence = expectTag(readElement(value, 0), 0x30, 'NameConstraints SEQUENCE');
+    for (const subtrees of children(value, sequence)) {
+      // [0] permittedSubtrees, [1] excludedSubtrees (IMPLICIT SEQUENCE OF GeneralSubtree)
+      if (subtrees.tag !== 0xa0 && subtrees.tag !== 0xa1)
+        throw new DerError('unexpected NameConstraints field');
+      const permitted = subtrees.tag === 0xa0;
+      for (const subtree of children(value, subtrees)) {
+        const base = children(value, expectTag(subtree, 0x30, 'GeneralSubtree'))[0];
+        if (base === undefined) throw new DerError('GeneralSubtree without base');
+        if (base.tag === 0x82) {
+          const dns = Buffer.from(contentOf(value, base)).toString('latin1').toLowerCase();
+          (permitted ? permittedDns : excludedDns).push(dns);
+        } else if (base.tag === 0x87) {
+          const cidr = ipConstraintText(contentOf(value, base));
+          if (permitted) {
+            permittedIp ??= new BlockList();
+            permittedIp.addSubnet(cidr.address, cidr.prefix, cidr.family);
+          } else {
+            excludedIp ??= new BlockList();
+            excludedIp.addSubnet(cidr.address, cidr.prefix, cidr.family);
+          }
+        }
+      }
     }
-  }
-  for (const item of parsed.excludedSubtrees ?? []) {
-    if (item.base.dNSName !== undefined) excludedDns.push(item.base.dNSName.toLowerCase());
-    else if (item.base.iPAddress !== undefined) {
-      excludedIp ??= new BlockList();
-      addToBlockList(excludedIp, item.base.iPAddress);
-    }
+  } catch (error) {
+    if (error instanceof CaCertificateInvalidError) throw error;
+    throw new CaCertificateInvalidError('malformed nameConstraints extension', { cause: error });
   }
   return { permittedDns, excludedDns, permittedIp, excludedIp };
 }
