@@ -17,15 +17,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CertificateAuthority } from '@httpmesh/mitm-core';
+import { createTestNetwork, type TestNetwork } from '@httpmesh/traffic-capture/testing';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 const run = promisify(execFile);
 const canRun = process.getuid?.() === 0 || process.env.CI === 'true';
 const id = process.pid % 100000;
+// The names createTestNetwork({ prefix: 'hmsd', id }) gives the two namespaces.
 const UP = `hmsdU${id}`;
 const SVC = `hmsdS${id}`;
-const VETH_UP = `hmdu${id}`;
-const VETH_SVC = `hmds${id}`;
 const NET = '10.203.11';
 const UPSTREAM_IP = `${NET}.1`; // shop.test, api.partner.test
 const OTHER_IP = `${NET}.2`; // www.other.test
@@ -40,6 +40,7 @@ const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 const JAVA_SYSTEM_CACERTS = '/etc/ssl/certs/java/cacerts';
 
 const children: ChildProcess[] = [];
+let net: TestNetwork | undefined;
 let sidecar: ChildProcess | null = null;
 const sidecarLog: Record<string, unknown>[] = [];
 const followerLog: Record<string, unknown>[] = [];
@@ -87,25 +88,8 @@ async function sh(...argv: string[]): Promise<string> {
 }
 
 function startInNs(ns: string, argv: string[], ready: (text: string) => boolean): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready: ${argv.join(' ')}\n${output}`)), 15_000);
-    const onData = (b: Buffer) => {
-      output += b.toString();
-      if (ready(output)) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code}: ${argv.join(' ')}\n${output}`));
-    });
-  });
+  if (net === undefined) throw new Error('the test network is not up');
+  return net.start(ns, argv, ready, 15_000);
 }
 
 async function curlIn(
@@ -168,9 +152,7 @@ async function cleanup(): Promise<void> {
       join(dir, 'state'),
     ]).catch(() => {});
   }
-  await run('ip', ['netns', 'delete', UP]).catch(() => {});
-  await run('ip', ['netns', 'delete', SVC]).catch(() => {});
-  rmSync(`/etc/netns/${SVC}`, { recursive: true, force: true });
+  await net?.remove();
   if (dir) rmSync(dir, { recursive: true, force: true });
 }
 
@@ -197,52 +179,20 @@ describe.skipIf(!canRun)(
         await sh('chown', '-R', `${PROXY_UID}:${PROXY_UID}`, caDir);
         meshCa = join(caDir, 'ca.crt');
 
-        await sh('ip', 'netns', 'add', UP);
-        await sh('ip', 'netns', 'add', SVC);
-        await sh(
-          'ip',
-          'link',
-          'add',
-          VETH_UP,
-          'netns',
-          UP,
-          'type',
-          'veth',
-          'peer',
-          'name',
-          VETH_SVC,
-          'netns',
-          SVC,
-        );
-        for (const ip of [UPSTREAM_IP, OTHER_IP, EXTRA_IP])
-          await sh('ip', '-n', UP, 'addr', 'add', `${ip}/24`, 'dev', VETH_UP);
-        await sh('ip', '-n', SVC, 'addr', 'add', `${SERVICE_IP}/24`, 'dev', VETH_SVC);
-        for (const [ns, dev] of [
-          [UP, VETH_UP],
-          [SVC, VETH_SVC],
-        ] as const) {
-          await sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-          await sh('ip', '-n', ns, 'link', 'set', dev, 'up');
-        }
-        const dnsConf = join(dir, 'upstream-dns.conf');
-        writeFileSync(
-          dnsConf,
-          [
-            `listen-address=${UPSTREAM_IP}`,
-            'bind-interfaces',
-            'no-resolv',
-            'no-hosts',
-            'log-facility=-',
-            `address=/partner.test/${UPSTREAM_IP}`,
-            `address=/shop.test/${UPSTREAM_IP}`,
-            `address=/other.test/${OTHER_IP}`,
-            `address=/extra.test/${EXTRA_IP}`,
-            '',
-          ].join('\n'),
-        );
-        await startInNs(UP, ['dnsmasq', '--keep-in-foreground', `--conf-file=${dnsConf}`], (t) =>
-          t.includes('started'),
-        );
+        net = await createTestNetwork({
+          prefix: 'hmsd',
+          id,
+          subnet: NET,
+          upstreamHosts: [1, 2, 3],
+          serviceHost: 10,
+          dns: {
+            'partner.test': UPSTREAM_IP,
+            'shop.test': UPSTREAM_IP,
+            'other.test': OTHER_IP,
+            'extra.test': EXTRA_IP,
+          },
+          workDir: dir,
+        });
         await startInNs(
           UP,
           [

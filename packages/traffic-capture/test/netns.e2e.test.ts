@@ -3,25 +3,21 @@
  * ipset and dnsmasq, real curl. Needs root (CI runs as root); everything is created with names unique to
  * this process and removed in afterAll even when a test fails.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { TrafficCapture } from '../src/index.js';
+import { createTestNetwork, type TestNetwork } from '../src/testing.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
 const inCi = process.env.CI === 'true';
 
-const id = process.pid % 100000;
-const UP = `hmtcU${id}`;
-const SVC = `hmtcS${id}`;
-const VETH_UP = `hmu${id}`;
-const VETH_SVC = `hms${id}`;
-// Addresses exist only inside the two namespaces this test creates.
+// Addresses exist only inside the two namespaces this test creates (createTestNetwork).
 const NET = '10.203.7';
 const UPSTREAM_IP = `${NET}.1`; // api.partner.test
 const OTHER_IP = `${NET}.2`; // www.other.test
@@ -30,9 +26,12 @@ const SERVICE_IP = `${NET}.10`;
 const PROXY_UID = 1337;
 
 const fixture = new URL('./fixtures/server.mjs', import.meta.url).pathname;
-const children: ChildProcess[] = [];
 let workDir = '';
+let net: TestNetwork | undefined;
 let capture: TrafficCapture;
+// Namespace names, set once the network exists.
+let UP = '';
+let SVC = '';
 
 async function sh(...argv: string[]): Promise<string> {
   const [cmd, ...args] = argv;
@@ -40,28 +39,10 @@ async function sh(...argv: string[]): Promise<string> {
   return stdout;
 }
 
-/** Starts a long-running process in a namespace and waits (bounded) for it to print `ready`. */
-async function startInNs(ns: string, argv: string[], readyLine = 'ready'): Promise<ChildProcess> {
-  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${argv.join(' ')} not ready: ${output}`)), 10_000);
-    const onData = (b: Buffer) => {
-      output += b.toString();
-      if (output.includes(readyLine)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${argv.join(' ')} exited ${code}: ${output}`));
-    });
-  });
-  return child;
+/** Starts a long-running process in a namespace and waits (bounded) for it to print `readyLine`. */
+function startInNs(ns: string, argv: string[], readyLine = 'ready'): Promise<ChildProcess> {
+  if (net === undefined) throw new Error('the test network is not up');
+  return net.start(ns, argv, readyLine, 10_000);
 }
 
 interface Reply {
@@ -102,10 +83,7 @@ async function cleanup(): Promise<void> {
   } catch {
     // best effort: the namespace deletion below takes its rules and set with it
   }
-  for (const child of children) child.kill('SIGKILL');
-  await run('ip', ['netns', 'delete', UP]).catch(() => {});
-  await run('ip', ['netns', 'delete', SVC]).catch(() => {});
-  rmSync(`/etc/netns/${SVC}`, { recursive: true, force: true });
+  await net?.remove();
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 }
 
@@ -138,56 +116,16 @@ describe.skipIf(!isRoot && !inCi)(
         );
         chmodSync(key, 0o644); // read by the target running as the proxy uid
 
-        await sh('ip', 'netns', 'add', UP);
-        await sh('ip', 'netns', 'add', SVC);
-        await sh(
-          'ip',
-          'link',
-          'add',
-          VETH_UP,
-          'netns',
-          UP,
-          'type',
-          'veth',
-          'peer',
-          'name',
-          VETH_SVC,
-          'netns',
-          SVC,
-        );
-        for (const ip of [UPSTREAM_IP, OTHER_IP, LATER_IP]) {
-          await sh('ip', '-n', UP, 'addr', 'add', `${ip}/24`, 'dev', VETH_UP);
-        }
-        await sh('ip', '-n', SVC, 'addr', 'add', `${SERVICE_IP}/24`, 'dev', VETH_SVC);
-        for (const [ns, dev] of [
-          [UP, VETH_UP],
-          [SVC, VETH_SVC],
-        ] as const) {
-          await sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-          await sh('ip', '-n', ns, 'link', 'set', dev, 'up');
-        }
-
-        // The "real" DNS of this little world, in the upstream namespace.
-        const upConf = join(workDir, 'upstream-dnsmasq.conf');
-        writeFileSync(
-          upConf,
-          [
-            `listen-address=${UPSTREAM_IP}`,
-            'bind-interfaces',
-            'no-resolv',
-            'no-hosts',
-            'log-facility=-',
-            `address=/partner.test/${UPSTREAM_IP}`,
-            `address=/other.test/${OTHER_IP}`,
-            `address=/later.test/${LATER_IP}`,
-            '',
-          ].join('\n'),
-        );
-        await startInNs(
-          UP,
-          ['dnsmasq', '--keep-in-foreground', `--conf-file=${upConf}`, '--log-queries'],
-          'started',
-        );
+        net = await createTestNetwork({
+          prefix: 'hmtc',
+          subnet: NET,
+          upstreamHosts: [1, 2, 3],
+          serviceHost: 10,
+          dns: { 'partner.test': UPSTREAM_IP, 'other.test': OTHER_IP, 'later.test': LATER_IP },
+          workDir,
+        });
+        UP = net.upstreamNs;
+        SVC = net.serviceNs;
         // Upstream HTTP and HTTPS servers (own self-signed certificate).
         await startInNs(UP, [process.execPath, fixture, 'upstream', key, cert, '80,443']);
         // The service itself (root) and the redirect target standing in for the proxy (proxy uid).
@@ -335,6 +273,32 @@ describe.skipIf(!isRoot && !inCi)(
       );
       expect((await curl(SVC, `http://${UPSTREAM_IP}/`)).server).toBe('upstream');
       expect((await curl(UP, `http://${SERVICE_IP}:8080/`)).server).toBe('service');
+    });
+
+    test('a test network that cannot be completed leaves no namespace behind', async () => {
+      const before = await sh('ip', 'netns', 'list');
+      // 10.203.7.300 is not an address: `ip addr add` fails after both namespaces and the veth pair exist.
+      await expect(
+        createTestNetwork({
+          prefix: 'hmtx',
+          subnet: NET,
+          upstreamHosts: [300],
+          serviceHost: 10,
+          dns: {},
+          workDir,
+        }),
+      ).rejects.toThrow(/addr add/);
+      expect(await sh('ip', 'netns', 'list')).toBe(before);
+      await expect(
+        createTestNetwork({
+          prefix: 'Bad-Prefix',
+          subnet: NET,
+          upstreamHosts: [1],
+          serviceHost: 2,
+          dns: {},
+          workDir,
+        }),
+      ).rejects.toThrow(TypeError);
     });
   },
 );
