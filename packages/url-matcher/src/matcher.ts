@@ -627,12 +627,7 @@ function createLookup(
     let start = 1;
     for (let d = 0; ; d++) {
       const base = node * NODE_STRIDE;
-      if (start > stop) {
-        const count = nodes[base + N_ENTRY_COUNT] as number;
-        return count === 0
-          ? -1
-          : pickAt(nodes[base + N_ENTRY_START] as number, count, nodes[base + N_ENTRY_HOSTS] as number);
-      }
+      if (start > stop) return routeAtEnd(base);
       const statics = nodes[base + N_STATIC_COUNT] as number;
       if (statics !== 0 && rawStatics && !mayEscape) {
         // No `%` anywhere: compare raw text, and let the comparison (or the hash) find the segment's end.
@@ -652,22 +647,12 @@ function createLookup(
       }
       segEscaped[d] = escaped;
       anyEscaped |= escaped;
-      if (
-        statics !== 0 &&
-        !(rawStatics && !mayEscape) &&
-        end - start <= (escaped === 0 ? maxRawLabelLength : maxEscapedLabelLength)
-      ) {
-        const child =
-          statics === 1
-            ? onlyStaticMatches(base, d, start, end)
-              ? (nodes[base + N_STATIC_CHILD] as number)
-              : -1
-            : findStatic(node, d, start, end);
-        if (child !== -1) {
-          node = child;
-          start = end + 1;
-          continue;
-        }
+      // Raw statics of an unescaped path were compared above already.
+      const child = rawStatics && !mayEscape ? -1 : staticChild(node, base, d, start, end);
+      if (child !== -1) {
+        node = child;
+        start = end + 1;
+        continue;
       }
       if (nodes[base + N_COMP_COUNT] !== 0) return -1;
       const param = nodes[base + N_PARAM] as number;
@@ -680,19 +665,8 @@ function createLookup(
         start = end + 1;
         continue;
       }
-      const wildcards = nodes[base + N_WILD_COUNT] as number;
-      if (wildcards === 0 || stop <= start) return -1;
-      const found = pickAt(
-        nodes[base + N_WILD_START] as number,
-        wildcards,
-        nodes[base + N_WILD_HOSTS] as number,
-      );
-      if (found !== -1) {
-        const slot = nodes[base + N_CAPS] as number;
-        capStart[slot] = start;
-        capEnd[slot] = stop;
-      }
-      return found;
+      // restEnd is `stop` here (set above).
+      return wildcardRoute(base, start);
     }
   }
 
