@@ -8,7 +8,7 @@ import { createPrivateKey, webcrypto } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { CertificateAuthority } from '../src/ca/index.js';
 import { parseCertificate } from '../src/ca/certificate-der.js';
-import { DerError } from '../src/ca/der.js';
+import { DerError, tlv } from '../src/ca/der.js';
 import { leafExtensions } from '../src/ca/leaf-der.js';
 import { namePermitted, readNameConstraints } from '../src/ca/name-constraints.js';
 import {
@@ -74,6 +74,21 @@ function subtrees(names: Array<Partial<GeneralName>>): GeneralSubtrees {
   return new GeneralSubtrees(names.map((name) => new GeneralSubtree({ base: new GeneralName(name) })));
 }
 
+/** A minimal v1 certificate (no extensions) with the given validity texts; the reader does not check signatures. */
+function minimalCertificate(utc: string, generalized: string): Buffer {
+  const name = tlv(0x30, tlv(0x31, tlv(0x30, Buffer.from('0603550403', 'hex'), tlv(0x0c, Buffer.from('t')))));
+  const tbs = tlv(
+    0x30,
+    tlv(0x02, Buffer.from([1])),
+    tlv(0x30, Buffer.from('06082a8648ce3d040302', 'hex')),
+    name,
+    tlv(0x30, tlv(0x17, Buffer.from(utc)), tlv(0x18, Buffer.from(generalized))),
+    name,
+    tlv(0x30, tlv(0x30), tlv(0x03, Buffer.from([0, 4, 1, 2]))),
+  );
+  return tlv(0x30, tbs, tlv(0x30), tlv(0x03, Buffer.from([0])));
+}
+
 describe('parseCertificate agrees with @peculiar/x509', () => {
   test.each([
     ['CN=Plain Root'],
@@ -115,6 +130,34 @@ describe('parseCertificate agrees with @peculiar/x509', () => {
     const { cert } = await peculiarCa('CN=Serial', async () => [], '80aa');
     expect(parseCertificate(new Uint8Array(cert.rawData)).serialNumber).toBe('80aa');
     expect(cert.serialNumber).toBe('80aa');
+  });
+
+  test.each([
+    [
+      'DER UTCTime / GeneralizedTime',
+      '200606070809Z',
+      '20510102030405Z',
+      '2020-06-06T07:08:09Z',
+      '2051-01-02T03:04:05Z',
+    ],
+    ['no seconds', '2006060708Z', '205101020304Z', '2020-06-06T07:08:00Z', '2051-01-02T03:04:00Z'],
+    ['offsets', '200606070809+0130', '20510102030405.5-0200', '2020-06-06T05:38:09Z', '2051-01-02T05:04:05Z'],
+  ])('validity times: %s', (_, utc, generalized, notBefore, notAfter) => {
+    const der = minimalCertificate(utc, generalized);
+    const facts = parseCertificate(der);
+    expect(facts.notBefore.toISOString()).toBe(new Date(notBefore).toISOString());
+    expect(facts.notAfter.toISOString()).toBe(new Date(notAfter).toISOString());
+    expect(facts.subject).toBe('CN=t');
+    expect(facts.basicConstraints).toBeNull();
+    expect(facts.keyCertSign).toBeNull();
+    expect(Buffer.from(facts.subjectPublicKey)).toEqual(Buffer.from([4, 1, 2]));
+  });
+
+  test.each([
+    ['letters in a UTCTime', '20060A070809Z'],
+    ['no zone', '200606070809'],
+  ])('malformed validity time (%s) is rejected', (_, utc) => {
+    expect(() => parseCertificate(minimalCertificate(utc, '20510102030405Z'))).toThrow(DerError);
   });
 
   test.each([

@@ -122,28 +122,29 @@ function parseName(der: Uint8Array, name: DerElement): ParsedName {
   return { text: rdnTexts.join(', '), attributes };
 }
 
+/**
+ * UTCTime (years 1950-2049) or GeneralizedTime. DER demands seconds and "Z"; older CAs sometimes omit the
+ * seconds or give an offset, which OpenSSL accepts too, so those are read rather than refused.
+ */
 function parseTime(der: Uint8Array, element: DerElement): Date {
   const text = Buffer.from(contentOf(der, element)).toString('latin1');
-  let match: RegExpExecArray | null;
-  let year: number;
-  if (element.tag === 0x17) {
-    match = /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(text);
-    if (match === null) throw new DerError('malformed UTCTime');
-    const yy = Number(match[1]);
-    year = yy >= 50 ? 1900 + yy : 2000 + yy;
-  } else if (element.tag === 0x18) {
-    match = /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(?:\.\d+)?Z$/.exec(text);
-    if (match === null) throw new DerError('malformed GeneralizedTime');
-    year = Number(match[1]);
-  } else throw new DerError('expected a Time');
-  const [month, day, hour, minute, second] = match.slice(2, 7).map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  return new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  const match =
+    element.tag === 0x17
+      ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?(Z|[+-]\d{4})$/.exec(text)
+      : element.tag === 0x18
+        ? /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?(?:\.\d+)?(Z|[+-]\d{4})$/.exec(text)
+        : null;
+  if (match === null) throw new DerError('malformed or missing Time');
+  let year = Number(match[1]);
+  if (element.tag === 0x17) year += year >= 50 ? 1900 : 2000;
+  const [month, day, hour, minute] = match.slice(2, 6).map(Number) as [number, number, number, number];
+  const second = Number(match[6] ?? 0);
+  const zone = match[7] as string;
+  const offsetMinutes =
+    zone === 'Z'
+      ? 0
+      : (zone[0] === '-' ? -1 : 1) * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(3, 5)));
+  return new Date(Date.UTC(year, month - 1, day, hour, minute, second) - offsetMinutes * 60_000);
 }
 
 function hex(bytes: Uint8Array): string {
