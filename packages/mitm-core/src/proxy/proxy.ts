@@ -106,7 +106,10 @@ export interface MitmProxyOptions {
   handshakeTimeoutMs?: number;
   /** Time allowed for a complete request head (default 30 s); the client gets 408. */
   headersTimeoutMs?: number;
-  /** Idle keep-alive time for client connections (default 5 s). */
+  /**
+   * Idle keep-alive time for client connections (default 75 s, nginx's; announced as `Keep-Alive: timeout=75`,
+   * which undici clients follow). Idle connections are still closed at `stopAccepting` and `close`.
+   */
   keepAliveTimeoutMs?: number;
   /** Maximum request head size in bytes (default 16 KiB); larger gets 431. */
   maxHeaderSize?: number;
@@ -186,6 +189,8 @@ interface TunnelTarget {
 
 /** Attached to client sockets so request handlers know where the connection was going. */
 const kTarget = Symbol('httpmesh.target');
+/** Default `keepAliveTimeoutMs`: nginx's `keepalive_timeout`. */
+const DEFAULT_CLIENT_KEEP_ALIVE_MS = 75_000;
 interface CarriedTarget extends TunnelTarget {
   tls: boolean;
 }
@@ -622,7 +627,10 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     maxHeaderSize,
     headersTimeout: headersTimeoutMs,
     requestTimeout: 0,
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
+    // Long like nginx's and Envoy's downstream idle timeouts: a client that keeps its spare connections
+    // does not come back with a burst of TLS handshakes (the p99 at moderate load). Draining closes idle
+    // sockets without waiting for this.
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_CLIENT_KEEP_ALIVE_MS,
     connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(headersTimeoutMs / 4))),
   };
   const plainServer = http.createServer({ ...serverTimeouts, requireHostHeader: false });
