@@ -24,18 +24,24 @@ interface ProbedSidecar {
   readonly loadedFile: string;
 }
 
+/** A probed sidecar in a fresh directory, or in `dir` (whose CA and state a previous start left). */
 async function startProbed(
-  opts: { omitRules?: boolean; args?: readonly string[] } = {},
+  opts: { omitRules?: boolean; args?: readonly string[]; dir?: string } = {},
 ): Promise<ProbedSidecar> {
-  const dir = tempDir('httpmesh-sidecar-lazy-');
-  dirs.push(dir);
-  const loadedFile = join(dir.dir, 'loaded.json');
+  const { dir: reuse, ...rest } = opts;
+  let dir = reuse;
+  if (dir === undefined) {
+    const created = tempDir('httpmesh-sidecar-lazy-');
+    dirs.push(created);
+    dir = created.dir;
+  }
+  const loadedFile = join(dir, `loaded-${dirs.length}-${Date.now()}.json`);
   const sidecar = await startSidecarProcess({
-    dir: dir.dir,
+    dir,
     rules: RULES,
     nodeArgs: ['--import', preload],
     env: { LOADED_PACKAGES_FILE: loadedFile },
-    ...opts,
+    ...rest,
   });
   return { sidecar, loadedFile };
 }
@@ -75,6 +81,20 @@ describe('lazy loading (built bin, module cache at exit)', () => {
     expect(loaded).toContain('yaml');
     for (const name of GRPC) expect(loaded).not.toContain(name);
     expect(otel(loaded)).toEqual([]);
+  });
+
+  test('with an existing CA directory the CA is loaded without @peculiar/x509 (only creating one needs it)', async () => {
+    const dir = tempDir('httpmesh-sidecar-lazy-ca-');
+    dirs.push(dir);
+    const peculiar = (loaded: string[]) => loaded.filter((p) => p.startsWith('@peculiar/'));
+    // First start: no CA yet, so the sidecar creates one, which is what the library is for.
+    const first = await startProbed({ dir: dir.dir });
+    expect(peculiar(await stop(first))).toContain('@peculiar/x509');
+    // Second start: the CA exists; loading it and serving traffic touches none of the @peculiar packages.
+    const second = await startProbed({ dir: dir.dir });
+    const proxied = await viaProxy(second.sidecar.proxyPort, upstreamPort, '/items/9');
+    expect(proxied.status).toBe(200);
+    expect(peculiar(await stop(second))).toEqual([]);
   });
 
   test('a /metrics scrape loads the Prometheus exporter and the SDK, never the OTLP exporter', async () => {
