@@ -17,7 +17,8 @@
 // CPU from /proc/<pid>/stat of the proxy's processes over the measured window; RSS from /proc/<pid>/status.
 //
 // Env: BENCH_SECONDS (5), BENCH_WARMUP_SECONDS (1), BENCH_CONNECTIONS (32), BENCH_RATE (moderate load,
-// 1000 req/s), BENCH_PACED_CONNECTIONS (16, the moderate-load pool), BENCH_ONLY (comma list of proxy names: direct,sidecar,nginx,mitmproxy),
+// 1000 req/s), BENCH_PACED_CONNECTIONS (16, the moderate-load pool), BENCH_ROUNDS (3 paced rounds per proxy,
+// interleaved with as many rounds of the direct connection, which the "added" latency compares against), BENCH_ONLY (comma list of proxy names: direct,sidecar,nginx,mitmproxy),
 // BENCH_CPU_PROF (directory: run the sidecar under node --cpu-prof), BENCH_SIDECAR (`node`: dist/cli.js
 // under this Node, default; `sea`: dist/sea/httpmesh-sidecar), BENCH_SIDECAR_NODE_ARGS (extra Node flags for
 // the sidecar, e.g. `--max-semi-space-size=2`), BENCH_SIDECAR_CLI (another build's cli.js, for A/B runs).
@@ -31,7 +32,7 @@ import { createHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '@httpmesh/mitm-core';
 import autocannon from 'autocannon';
-import { PacedPool } from './paced.js';
+import { PacedPool, type PacedResult } from './paced.js';
 import { cpuSeconds, memoryMb, processTree } from './proc.js';
 
 const appDir = fileURLToPath(new URL('..', import.meta.url));
@@ -40,6 +41,7 @@ const WARMUP_SECONDS = Number(process.env['BENCH_WARMUP_SECONDS'] ?? '1');
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? '32');
 const RATE = Number(process.env['BENCH_RATE'] ?? '1000');
 const PACED_CONNECTIONS = Number(process.env['BENCH_PACED_CONNECTIONS'] ?? '16');
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? '3');
 const ONLY = (process.env['BENCH_ONLY'] ?? 'direct,sidecar,nginx,mitmproxy').split(',');
 const UPSTREAM_NAME = 'upstream.bench.test';
 const UPSTREAM_ADDRESS = '127.0.0.2';
@@ -104,9 +106,13 @@ interface Row {
   readonly cpuCores: number;
   readonly rssMb: number;
   readonly peakRssMb: number;
-  /** Moderate load only: p99 from the actual send (not the due time), and connections reopened. */
+  /** Moderate load only: medians of ROUNDS runs; p99 from the actual send (not the due time); connections
+   * reopened; the proxy's p99 range over the rounds; the direct connection's medians in the interleaved rounds. */
   readonly sentP99?: number;
   readonly reconnects?: number;
+  readonly p99Range?: readonly [number, number];
+  readonly directP50?: number;
+  readonly directP99?: number;
 }
 
 const children: ChildProcess[] = [];
@@ -224,67 +230,119 @@ function load(target: Target, seconds: number) {
   });
 }
 
-async function measure(scenario: string, target: Target, rate: number | undefined): Promise<Row> {
-  let pool: PacedPool | undefined;
-  let run: () => Promise<{
-    rps: number;
-    p50: number;
-    p99: number;
-    errors: number;
-    sentP99?: number;
-    reconnects?: number;
-  }>;
-  if (rate === undefined) {
-    await load(target, WARMUP_SECONDS);
-    run = () => load(target, SECONDS);
-  } else {
-    const paced = new PacedPool(
-      {
-        origin: `${target.tls ? 'https' : 'http'}://${target.host}:${target.port}`,
-        path: target.path,
-        headers: target.headers,
-        ...(target.tls ? { servername: UPSTREAM_NAME } : {}),
-      },
-      PACED_CONNECTIONS,
-    );
-    pool = paced;
-    await paced.open();
-    await paced.run(rate, WARMUP_SECONDS);
-    run = () => paced.run(rate, SECONDS);
-  }
+function reportLine(row: Row, note = ''): void {
+  console.log(
+    `${row.scenario.padEnd(22)} ${row.target.padEnd(34)} ${row.rps.toFixed(0).padStart(7)} req/s  p50 ${row.p50.toFixed(3)} ms  p99 ${row.p99.toFixed(3)} ms  errors ${row.errors}  cpu ${row.cpuCores.toFixed(2)}  rss ${row.rssMb.toFixed(1)} MB${note}`,
+  );
+}
+
+/** Max load: warm-up, then one autocannon run; CPU of the proxy's processes over the run. */
+async function measureMax(scenario: string, target: Target): Promise<Row> {
+  await load(target, WARMUP_SECONDS);
   const pids = target.pids().flatMap((pid) => processTree(pid));
   const cpuBefore = cpuSeconds(pids);
   const startedAt = performance.now();
-  let result: Awaited<ReturnType<typeof run>>;
-  try {
-    result = await run();
-  } finally {
-    await pool?.close();
-  }
+  const result = await load(target, SECONDS);
   const elapsed = (performance.now() - startedAt) / 1000;
-  const cpuCores = pids.length === 0 ? 0 : (cpuSeconds(pids) - cpuBefore) / elapsed;
   const memory = memoryMb(pids);
   const row: Row = {
     scenario,
     target: target.name,
-    rps: result.rps,
-    p50: result.p50,
-    p99: result.p99,
-    errors: result.errors,
-    cpuCores,
+    ...result,
+    cpuCores: pids.length === 0 ? 0 : (cpuSeconds(pids) - cpuBefore) / elapsed,
     rssMb: memory.rss,
     peakRssMb: memory.peak,
-    ...(result.sentP99 === undefined ? {} : { sentP99: result.sentP99 }),
-    ...(result.reconnects === undefined ? {} : { reconnects: result.reconnects }),
   };
-  const paced =
-    row.sentP99 === undefined
-      ? ''
-      : `  (p99 from send ${row.sentP99.toFixed(3)} ms, reconnects ${row.reconnects})`;
-  console.log(
-    `${scenario.padEnd(22)} ${target.name.padEnd(34)} ${row.rps.toFixed(0).padStart(7)} req/s  p50 ${row.p50.toFixed(3)} ms  p99 ${row.p99.toFixed(3)} ms  errors ${row.errors}  cpu ${row.cpuCores.toFixed(2)}  rss ${row.rssMb.toFixed(1)} MB${paced}`,
-  );
+  reportLine(row);
   return row;
+}
+
+function pacedPool(target: Target): PacedPool {
+  return new PacedPool(
+    {
+      origin: `${target.tls ? 'https' : 'http'}://${target.host}:${target.port}`,
+      path: target.path,
+      headers: target.headers,
+      ...(target.tls ? { servername: UPSTREAM_NAME } : {}),
+    },
+    PACED_CONNECTIONS,
+  );
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/**
+ * Moderate load: ROUNDS paced runs of the proxy interleaved with as many of the direct connection, each pool
+ * opened and warmed up first, so the "added" latency compares rounds measured at the same moments on this
+ * shared machine. Reports the medians of the rounds' percentiles and the proxy's p99 spread.
+ */
+async function measurePaced(
+  scenario: string,
+  target: Target,
+  direct: Target | undefined,
+  rate: number,
+): Promise<Row> {
+  const pool = pacedPool(target);
+  const reference = direct === undefined ? undefined : pacedPool(direct);
+  try {
+    for (const p of [pool, reference]) {
+      if (p === undefined) continue;
+      await p.open();
+      await p.run(rate, WARMUP_SECONDS);
+    }
+    const pids = target.pids().flatMap((pid) => processTree(pid));
+    const rounds: PacedResult[] = [];
+    const directRounds: PacedResult[] = [];
+    let cpu = 0;
+    let busy = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      if (reference !== undefined) directRounds.push(await reference.run(rate, SECONDS));
+      const cpuBefore = cpuSeconds(pids);
+      const startedAt = performance.now();
+      rounds.push(await pool.run(rate, SECONDS));
+      busy += (performance.now() - startedAt) / 1000;
+      cpu += cpuSeconds(pids) - cpuBefore;
+    }
+    const memory = memoryMb(pids);
+    const p99s = rounds.map((r) => r.p99);
+    const row: Row = {
+      scenario,
+      target: target.name,
+      rps: median(rounds.map((r) => r.rps)),
+      p50: median(rounds.map((r) => r.p50)),
+      p99: median(p99s),
+      errors: rounds.reduce((sum, r) => sum + r.errors, 0),
+      cpuCores: pids.length === 0 ? 0 : cpu / busy,
+      rssMb: memory.rss,
+      peakRssMb: memory.peak,
+      p99Range: [Math.min(...p99s), Math.max(...p99s)],
+      sentP99: median(rounds.map((r) => r.sentP99)),
+      reconnects: rounds.reduce((sum, r) => sum + r.reconnects, 0),
+      ...(directRounds.length === 0
+        ? {}
+        : {
+            directP50: median(directRounds.map((r) => r.p50)),
+            directP99: median(directRounds.map((r) => r.p99)),
+          }),
+    };
+    const paired =
+      row.directP99 === undefined
+        ? ''
+        : `, paired direct p50 ${row.directP50?.toFixed(3)} p99 ${row.directP99.toFixed(3)} ms`;
+    reportLine(
+      row,
+      `  (${ROUNDS} rounds, p99 ${p99s.map((v) => v.toFixed(3)).join(' ')}; from send ${row.sentP99?.toFixed(3)} ms; reconnects ${row.reconnects}${paired})`,
+    );
+    return row;
+  } finally {
+    await Promise.all([pool.close(), reference?.close()]);
+  }
 }
 
 // ---- set-up ------------------------------------------------------------------------------------------
@@ -518,11 +576,13 @@ try {
       continue;
     }
     const kind = await make();
+    // The direct connection is paced in rounds interleaved with each proxy's (its own rows are alone).
+    const reference = name === 'direct' ? undefined : await kinds['direct']?.();
     try {
-      rows.push(await measure('HTTP max', kind.http, undefined));
-      rows.push(await measure(`HTTP ${RATE} req/s`, kind.http, RATE));
-      rows.push(await measure('HTTPS max', kind.https, undefined));
-      rows.push(await measure(`HTTPS ${RATE} req/s`, kind.https, RATE));
+      rows.push(await measureMax('HTTP max', kind.http));
+      rows.push(await measurePaced(`HTTP ${RATE} req/s`, kind.http, reference?.http, RATE));
+      rows.push(await measureMax('HTTPS max', kind.https));
+      rows.push(await measurePaced(`HTTPS ${RATE} req/s`, kind.https, reference?.https, RATE));
     } finally {
       await kind.stop();
     }
@@ -589,20 +649,22 @@ function report(all: readonly Row[]): void {
   const find = (scenario: string, prefix: string) =>
     all.find((r) => r.scenario === scenario && r.target.startsWith(prefix));
   console.log(
-    '\n| scenario | proxy | req/s | p50 ms | p99 ms | added p50 / p99 ms | errors | proxy CPU (cores) | CPU per 1k req/s | RSS MB (peak) |',
+    '\n| scenario | proxy | req/s | p50 ms | p99 ms (range of rounds) | added p50 / p99 ms | errors | proxy CPU (cores) | CPU per 1k req/s | RSS MB (peak) |',
   );
   console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of all) {
     const direct = find(r.scenario, 'direct');
     const added =
-      direct === undefined || r.target === 'direct'
-        ? '—'
-        : `${(r.p50 - direct.p50).toFixed(3)} / ${(r.p99 - direct.p99).toFixed(3)}`;
+      r.directP99 !== undefined && r.directP50 !== undefined
+        ? `${(r.p50 - r.directP50).toFixed(3)} / ${(r.p99 - r.directP99).toFixed(3)}`
+        : direct === undefined || r.target === 'direct'
+          ? '—'
+          : `${(r.p50 - direct.p50).toFixed(3)} / ${(r.p99 - direct.p99).toFixed(3)}`;
     const perK = r.rps > 0 && r.target !== 'direct' ? (r.cpuCores / (r.rps / 1000)).toFixed(3) : '—';
     const mem = r.target === 'direct' ? '—' : `${r.rssMb.toFixed(1)} (${r.peakRssMb.toFixed(1)})`;
     const cpu = r.target === 'direct' ? '—' : r.cpuCores.toFixed(2);
     console.log(
-      `| ${r.scenario} | ${r.target} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} | ${added} | ${r.errors} | ${cpu} | ${perK} | ${mem} |`,
+      `| ${r.scenario} | ${r.target} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)}${r.p99Range === undefined ? '' : ` (${r.p99Range[0].toFixed(3)}–${r.p99Range[1].toFixed(3)})`} | ${added} | ${r.errors} | ${cpu} | ${perK} | ${mem} |`,
     );
   }
   const ratio = (scenario: string, a: string, b: string) => {
@@ -630,9 +692,10 @@ function report(all: readonly Row[]): void {
     const scenario = `${proto} ${RATE} req/s`;
     const ours = find(scenario, 'sidecar');
     const direct = find(scenario, 'direct');
+    const reference = ours?.directP99 ?? direct?.p99;
     verdict(
-      `${scenario}: sidecar p99 added latency < 1 ms`,
-      ours === undefined || direct === undefined ? undefined : ours.p99 - direct.p99,
+      `${scenario}: sidecar p99 added latency < 1 ms (vs interleaved direct rounds)`,
+      ours === undefined || reference === undefined ? undefined : ours.p99 - reference,
       (v) => v < 1,
       ' ms',
     );
