@@ -487,6 +487,12 @@ export async function runSidecar(
 ): Promise<number> {
   log.debug({ event: 'options', options, sources }, 'resolved options');
   if (options.upgradeFrom !== undefined) return requestUpgrade(options.upgradeFrom, log);
+  // Listen for the stop signal before anything starts: `sidecar.started` is logged before the control socket
+  // is up, and a SIGTERM in between must drain like any other, not kill the process with the default action.
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   // Started by an upgrade: serve on the predecessor's sockets (see upgrade.ts).
   const handoff = await receiveHandoff();
   let runtime: SidecarRuntime;
@@ -513,11 +519,10 @@ export async function runSidecar(
     },
   );
   handoff?.controlReady();
-  const reason = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-    control?.upgraded.then(() => resolve('upgrade'));
-  });
+  const reason = await Promise.race([
+    stopSignal,
+    ...(control === null ? [] : [control.upgraded.then(() => 'upgrade')]),
+  ]);
   log.info(
     {
       event: 'sidecar.draining',
