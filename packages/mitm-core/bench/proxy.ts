@@ -2,19 +2,16 @@
 // (terminate + re-originate TLS) vs mitmproxy (reverse mode), same upstream, same client, one run.
 // Run: node --import tsx bench/proxy.ts   (also called from bench/index.ts)
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { writeBenchCertificates } from './bench-fixtures.js';
+import { freePort, startServerChild, waitForPort, writeBenchCertificates } from './bench-fixtures.js';
 
 const DURATION_S = Number(process.env['BENCH_DURATION'] ?? 5);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 50);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 2);
-const here = fileURLToPath(new URL('.', import.meta.url));
 
 export interface ProxyBenchRow {
   name: string;
@@ -44,46 +41,6 @@ function cpuTicks(pid: number): number {
   } catch {
     return 0;
   }
-}
-
-async function freePort(): Promise<number> {
-  // nginx cannot bind port 0: take a free port from the kernel and release it.
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function waitForPort(port: number, child: ChildProcess, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`child exited with ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`port ${port} never opened`);
-}
-
-async function startNodeChild(args: string[]): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'proxy-server.ts'), ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
-    out += chunk.toString();
-    if (out.includes('\n')) break;
-  }
-  return { child, port: (JSON.parse(out) as { port: number }).port };
 }
 
 async function load(name: string, port: number, duration: number): Promise<ProxyBenchRow> {
@@ -118,7 +75,7 @@ export async function benchProxy(): Promise<ProxyBenchRow[]> {
   try {
     await writeBenchCertificates(dir);
 
-    const upstream = await startNodeChild(['upstream', dir]);
+    const upstream = await startServerChild(['upstream', dir]);
     children.push(upstream.child);
     const targets: { name: string; port: number; pid: number | undefined }[] = [
       { name: 'direct (client -> upstream)', port: upstream.port, pid: undefined },
@@ -128,7 +85,7 @@ export async function benchProxy(): Promise<ProxyBenchRow[]> {
       ['httpmesh, 3 sync filters', 'sync'],
       ['httpmesh, async filter', 'async'],
     ] as const) {
-      const proxy = await startNodeChild(['proxy', dir, String(upstream.port), mode]);
+      const proxy = await startServerChild(['proxy', dir, String(upstream.port), mode]);
       children.push(proxy.child);
       targets.push({ name: label, port: proxy.port, pid: proxy.child.pid });
     }
