@@ -36,6 +36,25 @@ export interface PluginLanguage {
   readonly skip: string | undefined;
 }
 
+/** A rules file running one plugin of `lang` (order 10): the shape every plugin suite starts its sidecar with. */
+export function onePluginRules(
+  name: string,
+  lang: PluginLanguage,
+  opts: { timeoutMs: number; failureMode: 'open' | 'closed'; env?: Record<string, string> },
+): string {
+  return [
+    'plugins:',
+    `  - name: ${name}`,
+    `    command: ${JSON.stringify(lang.command)}`,
+    `    args: ${JSON.stringify(lang.args)}`,
+    ...(opts.env === undefined ? [] : [`    env: ${JSON.stringify(opts.env)}`]),
+    '    order: 10',
+    `    timeoutMs: ${opts.timeoutMs}`,
+    `    failureMode: ${opts.failureMode}`,
+    '',
+  ].join('\n');
+}
+
 /**
  * The same plugin fixture in both SDK languages. Under CI a machine without the Python SDK's modules is an
  * error, never a skip.

@@ -12,6 +12,7 @@ import {
   APP_DIR,
   pluginLanguages,
   type SidecarProcess,
+  onePluginRules,
   startSidecarProcess,
   tempDir,
 } from './plugins-harness.js';
@@ -112,16 +113,7 @@ for (const lang of LANGS) {
       beforeAll(async () => {
         sidecar = await startSidecarProcess({
           dir: tmp.dir,
-          rules: [
-            'plugins:',
-            '  - name: redact-request',
-            `    command: ${JSON.stringify(lang.command)}`,
-            `    args: ${JSON.stringify(lang.args)}`,
-            '    order: 10',
-            '    timeoutMs: 2000',
-            '    failureMode: closed',
-            '',
-          ].join('\n'),
+          rules: onePluginRules('redact-request', lang, { timeoutMs: 2000, failureMode: 'closed' }),
         });
       }, 60_000);
       afterAll(async () => {

@@ -13,6 +13,7 @@ import {
   APP_DIR,
   pluginLanguages,
   type SidecarProcess,
+  onePluginRules,
   startSidecarProcess,
   tempDir,
 } from './plugins-harness.js';
@@ -145,16 +146,7 @@ for (const lang of LANGS) {
     beforeAll(async () => {
       sidecar = await startSidecarProcess({
         dir: tmp.dir,
-        rules: [
-          'plugins:',
-          '  - name: stream',
-          `    command: ${JSON.stringify(lang.command)}`,
-          `    args: ${JSON.stringify(lang.args)}`,
-          '    order: 10',
-          '    timeoutMs: 5000',
-          '    failureMode: closed',
-          '',
-        ].join('\n'),
+        rules: onePluginRules('stream', lang, { timeoutMs: 5000, failureMode: 'closed' }),
       });
     }, 60_000);
     afterAll(async () => {

@@ -15,6 +15,7 @@ import {
   runLoad,
   type SidecarProcess,
   seenHeaders,
+  onePluginRules,
   startSidecarProcess,
   startUpstream,
   TS_FIXTURE,
@@ -28,18 +29,13 @@ import {
 const LANGS = pluginLanguages(TS_FIXTURE, PY_FIXTURE);
 
 // 500 ms: well below the fixture's 1 s /slow, well above a loaded CI machine's worst plugin round trip.
-function fixtureRules(lang: PluginLanguage, failureMode: 'open' | 'closed', timeoutMs = 500): string {
-  return [
-    'plugins:',
-    '  - name: fixture',
-    `    command: ${JSON.stringify(lang.command)}`,
-    `    args: ${JSON.stringify(lang.args)}`,
-    '    env: { PLUGIN_VERSION: "1" }',
-    '    order: 10',
-    `    timeoutMs: ${timeoutMs}`,
-    `    failureMode: ${failureMode}`,
-    '',
-  ].join('\n');
+function fixtureRules(
+  lang: PluginLanguage,
+  failureMode: 'open' | 'closed',
+  timeoutMs = 500,
+  version = '1',
+): string {
+  return onePluginRules('fixture', lang, { timeoutMs, failureMode, env: { PLUGIN_VERSION: version } });
 }
 
 interface PluginStatus {
@@ -373,10 +369,7 @@ for (const lang of LANGS) {
           if (done === 200 && !edited) {
             edited = true;
             // A new version of the plugin: only its environment changes, so this is an upgrade.
-            writeFileSync(
-              join(tmp.dir, 'rules.yaml'),
-              fixtureRules(lang, 'closed', 5000).replace('"1"', '"2"'),
-            );
+            writeFileSync(join(tmp.dir, 'rules.yaml'), fixtureRules(lang, 'closed', 5000, '2'));
           }
         },
       });
