@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, expect } from 'vitest';
 
 export const APP_DIR = fileURLToPath(new URL('..', import.meta.url));
 export const REPO_DIR = join(APP_DIR, '..', '..');
@@ -237,6 +238,36 @@ export async function startSidecarProcess(opts: {
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       return exited;
+    },
+  };
+}
+
+/**
+ * For a describe block: a sidecar running `rules`, started in beforeAll (60 s budget, plugin processes
+ * included) in a fresh temporary directory and stopped in afterAll, where it must exit 0. Tests read it
+ * through `.current`; `dir` holds its rules file (`rules.yaml`, watched) and state.
+ */
+export function sidecarPerSuite(
+  prefix: string,
+  rules: string,
+): { readonly current: SidecarProcess; readonly dir: string } {
+  const tmp = tempDir(prefix);
+  let sidecar: SidecarProcess | undefined;
+  beforeAll(async () => {
+    sidecar = await startSidecarProcess({ dir: tmp.dir, rules });
+  }, 60_000);
+  afterAll(async () => {
+    try {
+      if (sidecar !== undefined) expect(await sidecar.stop()).toBe(0);
+    } finally {
+      tmp.remove();
+    }
+  });
+  return {
+    dir: tmp.dir,
+    get current(): SidecarProcess {
+      if (sidecar === undefined) throw new Error('the suite sidecar has not started');
+      return sidecar;
     },
   };
 }

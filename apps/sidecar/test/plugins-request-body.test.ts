@@ -8,14 +8,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import {
-  APP_DIR,
-  pluginLanguages,
-  type SidecarProcess,
-  onePluginRules,
-  startSidecarProcess,
-  tempDir,
-} from './plugins-harness.js';
+import { APP_DIR, pluginLanguages, onePluginRules, sidecarPerSuite } from './plugins-harness.js';
 
 const LANGS = pluginLanguages(
   join(APP_DIR, 'test', 'fixtures', 'redact-request-plugin.ts'),
@@ -107,23 +100,14 @@ for (const lang of LANGS) {
   describe.skipIf(lang.skip !== undefined)(
     `plugin request-body phase (BUFFERED), ${lang.lang} plugin, real sidecar`,
     () => {
-      const tmp = tempDir('httpmesh-sidecar-plugin-body-');
-      let sidecar: SidecarProcess;
-
-      beforeAll(async () => {
-        sidecar = await startSidecarProcess({
-          dir: tmp.dir,
-          rules: onePluginRules('redact-request', lang, { timeoutMs: 2000, failureMode: 'closed' }),
-        });
-      }, 60_000);
-      afterAll(async () => {
-        expect(await sidecar.stop()).toBe(0);
-        tmp.remove();
-      });
+      const sidecar = sidecarPerSuite(
+        'httpmesh-sidecar-plugin-body-',
+        onePluginRules('redact-request', lang, { timeoutMs: 2000, failureMode: 'closed' }),
+      );
 
       test('card numbers are redacted before the upstream; content-length follows the new body', async () => {
         const original = 'order=7;card=4111 1111 1111 1111;note=ok';
-        const reply = await post(sidecar.proxyPort, '/pay', original);
+        const reply = await post(sidecar.current.proxyPort, '/pay', original);
         expect(reply.status).toBe(200);
         const seen = JSON.parse(reply.body) as Seen;
         expect(seen.body).toBe('order=7;card=[REDACTED];note=ok');
@@ -132,13 +116,13 @@ for (const lang of LANGS) {
       });
 
       test('a chunked client body is redacted and sent length-framed', async () => {
-        const reply = await post(sidecar.proxyPort, '/pay', 'card=5500000000000004', true);
+        const reply = await post(sidecar.current.proxyPort, '/pay', 'card=5500000000000004', true);
         const seen = JSON.parse(reply.body) as Seen;
         expect(seen).toEqual({ body: 'card=[REDACTED]', contentLength: '15', transferEncoding: null });
       });
 
       test('clean bodies pass untouched', async () => {
-        const reply = await post(sidecar.proxyPort, '/note', 'nothing secret here');
+        const reply = await post(sidecar.current.proxyPort, '/note', 'nothing secret here');
         expect(JSON.parse(reply.body)).toEqual({
           body: 'nothing secret here',
           contentLength: '19',
@@ -148,14 +132,14 @@ for (const lang of LANGS) {
 
       test("the plugin's immediate response short-circuits: the upstream is not called", async () => {
         const before = hits;
-        const reply = await post(sidecar.proxyPort, '/x', 'this is forbidden');
+        const reply = await post(sidecar.current.proxyPort, '/x', 'this is forbidden');
         expect(reply).toMatchObject({ status: 403, body: 'body refused by plugin' });
         expect(hits).toBe(before);
       });
 
       test("a body over the plugin's cap (1 KiB) gets 413 and never reaches the upstream", async () => {
         const before = hits;
-        const reply = await post(sidecar.proxyPort, '/big', 'x'.repeat(4096));
+        const reply = await post(sidecar.current.proxyPort, '/big', 'x'.repeat(4096));
         expect(reply.status).toBe(413);
         expect(reply.error).toBe('HTTPMESH_BODY_TOO_LARGE');
         expect(hits).toBe(before);

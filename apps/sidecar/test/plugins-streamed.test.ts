@@ -9,14 +9,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import {
-  APP_DIR,
-  pluginLanguages,
-  type SidecarProcess,
-  onePluginRules,
-  startSidecarProcess,
-  tempDir,
-} from './plugins-harness.js';
+import { APP_DIR, pluginLanguages, onePluginRules, sidecarPerSuite } from './plugins-harness.js';
 
 const LANGS = pluginLanguages(
   join(APP_DIR, 'test', 'fixtures', 'stream-plugin.ts'),
@@ -140,22 +133,13 @@ function rssBytes(pid: number): number {
 
 for (const lang of LANGS) {
   describe.skipIf(lang.skip !== undefined)(`STREAMED body phases, ${lang.lang} plugin, real sidecar`, () => {
-    const tmp = tempDir('httpmesh-sidecar-plugin-stream-');
-    let sidecar: SidecarProcess;
-
-    beforeAll(async () => {
-      sidecar = await startSidecarProcess({
-        dir: tmp.dir,
-        rules: onePluginRules('stream', lang, { timeoutMs: 5000, failureMode: 'closed' }),
-      });
-    }, 60_000);
-    afterAll(async () => {
-      expect(await sidecar.stop()).toBe(0);
-      tmp.remove();
-    });
+    const sidecar = sidecarPerSuite(
+      'httpmesh-sidecar-plugin-stream-',
+      onePluginRules('stream', lang, { timeoutMs: 5000, failureMode: 'closed' }),
+    );
 
     test('request and response chunks are replaced as they pass; the end is an empty last chunk', async () => {
-      const reply = await send(sidecar.proxyPort, 'POST', '/echo', ['banana ', 'and apples'], 0);
+      const reply = await send(sidecar.current.proxyPort, 'POST', '/echo', ['banana ', 'and apples'], 0);
       // The upstream saw the plugin's bytes, chunked (a replaced chunk may change size), then the plugin's
       // end-of-stream addition; the client sees the upstream's reply upper-cased plus the response count.
       const upstreamText = 'bbnbnb bnd bpples|request-bytes=17;cl=none;te=chunked';
@@ -168,7 +152,13 @@ for (const lang of LANGS) {
 
     test('an immediate response mid-stream cannot be honoured: the exchange fails, never forwarded whole', async () => {
       const before = upstreamCompleted;
-      const reply = await send(sidecar.proxyPort, 'POST', '/echo', ['fine so far ', 'forbidden'], 0).catch(
+      const reply = await send(
+        sidecar.current.proxyPort,
+        'POST',
+        '/echo',
+        ['fine so far ', 'forbidden'],
+        0,
+      ).catch(
         (e: Error): Streamed => ({ status: 0, headers: {}, bytes: 0, uniform: false, tail: e.message }),
       );
       // The head went upstream already, so the client gets an error status (or a broken response), and the
@@ -179,11 +169,11 @@ for (const lang of LANGS) {
     });
 
     test('a 50 MB response streams through chunk by chunk; sidecar memory stays bounded', async () => {
-      const pid = sidecar.child.pid as number;
+      const pid = sidecar.current.child.pid as number;
       const before = rssBytes(pid);
       let peak = before;
       let samples = 0;
-      const reply = await send(sidecar.proxyPort, 'GET', '/big', [''], 0x41, () => {
+      const reply = await send(sidecar.current.proxyPort, 'GET', '/big', [''], 0x41, () => {
         // Sample every 64th chunk: cheap, and enough to see a body piling up.
         if (++samples % 64 === 0) peak = Math.max(peak, rssBytes(pid));
       });

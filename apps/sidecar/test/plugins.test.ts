@@ -16,6 +16,7 @@ import {
   type SidecarProcess,
   seenHeaders,
   onePluginRules,
+  sidecarPerSuite,
   startSidecarProcess,
   startUpstream,
   TS_FIXTURE,
@@ -63,18 +64,9 @@ for (const lang of LANGS) {
   describe.skipIf(lang.skip !== undefined)(
     `${lang.lang} plugin, fail-open${lang.skip ? ` (skipped: ${lang.skip})` : ''}`,
     () => {
-      const tmp = tempDir('httpmesh-sidecar-plugins-');
-      let sidecar: SidecarProcess;
+      const sidecar = sidecarPerSuite('httpmesh-sidecar-plugins-', fixtureRules(lang, 'open'));
       const get = (path: string, headers: Record<string, string> = {}) =>
-        viaProxy(sidecar.proxyPort, upstream.port, path, headers);
-
-      beforeAll(async () => {
-        sidecar = await startSidecarProcess({ dir: tmp.dir, rules: fixtureRules(lang, 'open') });
-      }, 60_000);
-      afterAll(async () => {
-        expect(await sidecar.stop()).toBe(0);
-        tmp.remove();
-      });
+        viaProxy(sidecar.current.proxyPort, upstream.port, path, headers);
 
       test('request headers: set, append, remove reach the upstream; response headers: set and remove', async () => {
         const plain = await get('/plain');
@@ -126,7 +118,7 @@ for (const lang of LANGS) {
       });
 
       test('request trailers: the plugin sets and removes trailers the client sent after its body', async () => {
-        const reply = await viaProxyWithTrailers(sidecar.proxyPort, upstream.port, '/req-trailers', {
+        const reply = await viaProxyWithTrailers(sidecar.current.proxyPort, upstream.port, '/req-trailers', {
           'x-client-sum': 'abc',
           'x-client-secret': 'hidden',
         });
@@ -138,7 +130,7 @@ for (const lang of LANGS) {
       });
 
       test('request trailers: an immediate response there fails the exchange instead of forwarding', async () => {
-        const reply = await viaProxyWithTrailers(sidecar.proxyPort, upstream.port, '/req-trailers', {
+        const reply = await viaProxyWithTrailers(sidecar.current.proxyPort, upstream.port, '/req-trailers', {
           'x-client-sum': 'refuse',
         });
         expect(reply.status).toBe(500);
@@ -161,19 +153,19 @@ for (const lang of LANGS) {
         expect(seenHeaders(slow)['x-plugin-lang']).toBeUndefined();
         const thrown = await get('/throw');
         expect(thrown.status).toBe(200);
-        const status = await pluginStatus(sidecar);
+        const status = await pluginStatus(sidecar.current);
         expect(status.metrics?.timeouts).toBeGreaterThanOrEqual(1);
         expect(status.metrics?.errors['HTTPMESH_PLUGIN_HANDLER_ERROR']).toBeGreaterThanOrEqual(1);
       });
 
       test('crash: the in-flight exchange continues (fail-open), the plugin is restarted with a new pid', async () => {
-        const before = await pluginStatus(sidecar);
+        const before = await pluginStatus(sidecar.current);
         expect(before.state).toBe('ready');
         const crash = await get('/crash');
         expect(crash.status).toBe(200);
         expect(seenHeaders(crash)['x-plugin-lang']).toBeUndefined();
         const after = await waitFor(
-          () => pluginStatus(sidecar),
+          () => pluginStatus(sidecar.current),
           (s) => s.state === 'ready' && s.pid !== null && s.pid !== before.pid,
         );
         expect(after.metrics?.restarts).toBeGreaterThanOrEqual(1);
@@ -182,7 +174,7 @@ for (const lang of LANGS) {
       });
 
       test('per-plugin metrics on /metrics (Prometheus text)', async () => {
-        const text = (await adminGet(sidecar.adminPort, '/metrics')).body;
+        const text = (await adminGet(sidecar.current.adminPort, '/metrics')).body;
         expect(text).toMatch(/httpmesh_plugin_requests_total\{plugin="fixture"\} [1-9]/);
         expect(text).toMatch(/httpmesh_plugin_timeouts_total\{plugin="fixture"\} [1-9]/);
         expect(text).toMatch(/httpmesh_plugin_restarts_total\{plugin="fixture"\} [1-9]/);
@@ -202,17 +194,8 @@ for (const lang of LANGS) {
   describe.skipIf(lang.skip !== undefined)(
     `${lang.lang} plugin, fail-closed${lang.skip ? ` (skipped: ${lang.skip})` : ''}`,
     () => {
-      const tmp = tempDir('httpmesh-sidecar-plugins-');
-      let sidecar: SidecarProcess;
-      const get = (path: string) => viaProxy(sidecar.proxyPort, upstream.port, path);
-
-      beforeAll(async () => {
-        sidecar = await startSidecarProcess({ dir: tmp.dir, rules: fixtureRules(lang, 'closed') });
-      }, 60_000);
-      afterAll(async () => {
-        expect(await sidecar.stop()).toBe(0);
-        tmp.remove();
-      });
+      const sidecar = sidecarPerSuite('httpmesh-sidecar-plugins-', fixtureRules(lang, 'closed'));
+      const get = (path: string) => viaProxy(sidecar.current.proxyPort, upstream.port, path);
 
       test('timeout: 503 with the error code, the upstream is not called', async () => {
         const before = upstream.hits();
@@ -229,7 +212,7 @@ for (const lang of LANGS) {
       });
 
       test('crash: 503 HTTPMESH_PLUGIN_UNAVAILABLE for the exchange, never forwarded unchecked; then restarted', async () => {
-        const before = await pluginStatus(sidecar);
+        const before = await pluginStatus(sidecar.current);
         const crash = await get('/crash');
         expect(crash.status).toBe(503);
         expect(crash.headers['x-httpmesh-error']).toBe('HTTPMESH_PLUGIN_UNAVAILABLE');
@@ -239,7 +222,7 @@ for (const lang of LANGS) {
             const r = await get('/plain');
             if (r.status === 200) expect(seenHeaders(r)['x-plugin-lang']).toBe(lang.lang);
             else expect(r.headers['x-httpmesh-error']).toBe('HTTPMESH_PLUGIN_UNAVAILABLE');
-            return pluginStatus(sidecar);
+            return pluginStatus(sidecar.current);
           },
           (s) => s.state === 'ready' && s.pid !== null && s.pid !== before.pid,
         );
@@ -330,22 +313,13 @@ describe('example plugins chained (header injection, API-key check in Python, au
 
 for (const lang of LANGS) {
   describe.skipIf(lang.skip !== undefined)(`${lang.lang} plugin upgrade under load`, () => {
-    const tmp = tempDir('httpmesh-sidecar-plugin-upgrade-');
-    let sidecar: SidecarProcess;
-
-    beforeAll(async () => {
-      // Fail-closed: a request the plugin did not see would be a 503, i.e. a failed request. The timeout
-      // is generous because this test is about the switch, not latency: on the shared 2-core machine a
-      // starting plugin version competes for CPU (timeouts have their own tests above).
-      sidecar = await startSidecarProcess({ dir: tmp.dir, rules: fixtureRules(lang, 'closed', 5000) });
-    }, 60_000);
-    afterAll(async () => {
-      expect(await sidecar.stop()).toBe(0);
-      tmp.remove();
-    });
+    // Fail-closed: a request the plugin did not see would be a 503, i.e. a failed request. The timeout
+    // is generous because this test is about the switch, not latency: on the shared 2-core machine a
+    // starting plugin version competes for CPU (timeouts have their own tests above).
+    const sidecar = sidecarPerSuite('httpmesh-sidecar-plugin-upgrade-', fixtureRules(lang, 'closed', 5000));
 
     test('2,000 requests (concurrency 20) while the plugin is upgraded: zero failures, then v2 serves', async () => {
-      const before = await pluginStatus(sidecar);
+      const before = await pluginStatus(sidecar.current);
       expect(before.version).toBe('1');
       const agent = new Agent({ keepAlive: true, maxSockets: 20 });
       const versions = new Map<string, number>();
@@ -358,7 +332,7 @@ for (const lang of LANGS) {
         maxMs: 60_000,
         keepGoing: () => (versions.get('2') ?? 0) < 20,
         send: async () => {
-          const reply = await viaProxy(sidecar.proxyPort, upstream.port, `/plain/${n++}`, {}, agent);
+          const reply = await viaProxy(sidecar.current.proxyPort, upstream.port, `/plain/${n++}`, {}, agent);
           if (reply.status === 200) {
             const v = String(seenHeaders(reply)['x-plugin-version']);
             versions.set(v, (versions.get(v) ?? 0) + 1);
@@ -369,7 +343,7 @@ for (const lang of LANGS) {
           if (done === 200 && !edited) {
             edited = true;
             // A new version of the plugin: only its environment changes, so this is an upgrade.
-            writeFileSync(join(tmp.dir, 'rules.yaml'), fixtureRules(lang, 'closed', 5000, '2'));
+            writeFileSync(join(sidecar.dir, 'rules.yaml'), fixtureRules(lang, 'closed', 5000, '2'));
           }
         },
       });
@@ -378,11 +352,11 @@ for (const lang of LANGS) {
       expect(result.sent).toBeGreaterThanOrEqual(2000);
       // Every request went through the plugin: v1 before the switch, v2 after, nothing else.
       expect([...versions.keys()].sort()).toEqual(['1', '2']);
-      const after = await pluginStatus(sidecar);
+      const after = await pluginStatus(sidecar.current);
       expect(after.version).toBe('2');
       expect(after.pid).not.toBe(before.pid);
-      await sidecar.waitForLog((l) => l.event === 'plugin.upgraded');
-      const text = (await adminGet(sidecar.adminPort, '/metrics')).body;
+      await sidecar.current.waitForLog((l) => l.event === 'plugin.upgraded');
+      const text = (await adminGet(sidecar.current.adminPort, '/metrics')).body;
       expect(text).toMatch(/httpmesh_plugin_upgrades_total\{plugin="fixture"\} 1/);
     }, 90_000);
   });
