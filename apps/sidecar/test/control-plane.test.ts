@@ -4,7 +4,7 @@
  * keeping the last good rules, and after a restart without the control plane serves the persisted copy.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import {
   type RuleSyncServer,
 } from '@httpmesh/rule-sync';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { getLocal } from './plugins-harness.js';
 import { createLogger, resolveOptions } from '../src/index.js';
 import { followInterceptFile, type InterceptFileContent } from '../src/intercept-file.js';
 import { type SidecarRuntime, startSidecar } from '../src/run.js';
@@ -51,25 +52,6 @@ function resources(routePattern: string, domain = '*.partner.test'): Resource[] 
       },
     },
   ];
-}
-
-function get(
-  port: number,
-  path: string,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        body += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    })
-      .on('error', reject)
-      .end();
-  });
 }
 
 async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms = 8000): Promise<T> {
@@ -121,7 +103,7 @@ async function start(transparent = false): Promise<SidecarRuntime> {
 }
 
 const config = async (rt: SidecarRuntime) =>
-  JSON.parse((await get(rt.adminAddress.port, '/config')).body) as {
+  JSON.parse((await getLocal(rt.adminAddress.port, '/config')).body) as {
     rules: {
       source: string;
       version: string | null;
@@ -151,7 +133,7 @@ describe('run with --control-plane', () => {
     server.setResources(group, resources('/items/:id'));
     const rt = await start();
     await eventually(
-      async () => (await get(rt.adminAddress.port, '/readyz')).status,
+      async () => (await getLocal(rt.adminAddress.port, '/readyz')).status,
       (s) => s === 200,
     );
     // Intercept rules and route sets arrive as two updates; ready follows the first of them.
@@ -163,9 +145,11 @@ describe('run with --control-plane', () => {
     expect(first.rules.intercept.map((r) => r.domain)).toEqual(['*.partner.test']);
 
     const url = `http://127.0.0.1:${upstreamPort}/items/5`;
-    expect((await get(rt.proxyAddress.port, url, { host: `127.0.0.1:${upstreamPort}` })).status).toBe(200);
+    expect((await getLocal(rt.proxyAddress.port, url, { host: `127.0.0.1:${upstreamPort}` })).status).toBe(
+      200,
+    );
     await eventually(
-      async () => (await get(rt.adminAddress.port, '/metrics')).body,
+      async () => (await getLocal(rt.adminAddress.port, '/metrics')).body,
       (m) => m.includes('http_route="/items/:id"'),
     );
 
@@ -225,7 +209,7 @@ describe('run with --control-plane', () => {
       (c) => c.rules.version !== null,
     );
     expect(restored.rules.routes[0]?.routes[0]?.pattern).toBe('/orders/:id');
-    expect((await get(rt.adminAddress.port, '/readyz')).status).toBe(200);
+    expect((await getLocal(rt.adminAddress.port, '/readyz')).status).toBe(200);
   });
 
   test('--control-plane with --rules, or off loopback without mTLS files, is a usage error', async () => {

@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type Agent, createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -353,9 +353,10 @@ export function viaProxyWithTrailers(
   });
 }
 
-export function adminGet(adminPort: number, path: string): Promise<Reply> {
+/** A plain GET to a loopback port (admin endpoint, proxy, upstream), no connection reuse. */
+export function getLocal(port: number, path: string, headers: Record<string, string> = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port: adminPort, path, agent: false }, (res) => {
+    request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => {
@@ -365,6 +366,28 @@ export function adminGet(adminPort: number, path: string): Promise<Reply> {
     })
       .on('error', reject)
       .end();
+  });
+}
+
+export function adminGet(adminPort: number, path: string): Promise<Reply> {
+  return getLocal(adminPort, path);
+}
+
+/** A CONNECT tunnel through the explicit proxy to `target` (`host:port`); rejects unless answered 200. */
+export function connectTunnel(proxyPort: number, target: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: '127.0.0.1',
+      port: proxyPort,
+      method: 'CONNECT',
+      path: target,
+      agent: false,
+    });
+    req.on('connect', (res, socket) =>
+      res.statusCode === 200 ? resolve(socket) : reject(new Error(`CONNECT answered ${res.statusCode}`)),
+    );
+    req.on('error', reject);
+    req.end();
   });
 }
 

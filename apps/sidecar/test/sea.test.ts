@@ -15,7 +15,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '@httpmesh/mitm-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { connectTunnel, getLocal } from './plugins-harness.js';
 import { OPTION_SPECS } from '../src/index.js';
 
 const binary = fileURLToPath(new URL('../dist/sea/httpmesh-sidecar', import.meta.url));
@@ -130,25 +131,6 @@ class SidecarProcess {
   }
 }
 
-function get(
-  port: number,
-  path: string,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        body += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
-
 function readAll(socket: Socket): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = '';
@@ -158,23 +140,6 @@ function readAll(socket: Socket): Promise<string> {
     });
     socket.once('end', () => resolve(text));
     socket.once('error', reject);
-  });
-}
-
-function connectTunnel(proxyPort: number, target: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: '127.0.0.1',
-      port: proxyPort,
-      method: 'CONNECT',
-      path: target,
-      agent: false,
-    });
-    req.on('connect', (res, socket) =>
-      res.statusCode === 200 ? resolve(socket) : reject(new Error(`CONNECT answered ${res.statusCode}`)),
-    );
-    req.on('error', reject);
-    req.end();
   });
 }
 
@@ -261,7 +226,7 @@ describe('single executable (dist/sea/httpmesh-sidecar)', () => {
       const { proxy, admin } = await sidecar.started();
       expect(proxy.address).toBe('127.0.0.1');
 
-      const plain = await get(proxy.port, `http://127.0.0.1:${upstreamPort}/items/42?q=1`, {
+      const plain = await getLocal(proxy.port, `http://127.0.0.1:${upstreamPort}/items/42?q=1`, {
         host: `127.0.0.1:${upstreamPort}`,
       });
       expect(plain.status).toBe(200);
@@ -297,7 +262,7 @@ describe('single executable (dist/sea/httpmesh-sidecar)', () => {
       expect(leaf?.checkHost('sea.localhost')).toBe('sea.localhost');
       intercepted.destroy();
 
-      const metrics = await get(admin.port, '/metrics');
+      const metrics = await getLocal(admin.port, '/metrics');
       expect(metrics.status).toBe(200);
       expect(metrics.body).toMatch(
         /http_client_request_duration_count\{[^}]*http_route="\/items\/:id"[^}]*\} 1/,
@@ -335,7 +300,7 @@ describe('single executable (dist/sea/httpmesh-sidecar)', () => {
     // The addon is loaded when the first connection is handed to the proxy, right after it is counted.
     await eventually(
       async () =>
-        JSON.parse((await get(admin.port, '/connections')).body) as { accepted: { outbound: number } },
+        JSON.parse((await getLocal(admin.port, '/connections')).body) as { accepted: { outbound: number } },
       (c) => c.accepted.outbound === 1,
     );
     return { sidecar, socket };

@@ -6,14 +6,14 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { createServer as createHttpsServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { CertificateAuthority } from '@httpmesh/mitm-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { connectTunnel } from './plugins-harness.js';
 import { parseRules } from '../src/index.js';
 
 const cli = new URL('../dist/cli.js', import.meta.url).pathname;
@@ -43,23 +43,6 @@ function writeRules(verify: boolean | undefined): void {
   const temporary = `${rulesFile}.tmp`;
   writeFileSync(temporary, `intercept:\n${rule}routes:\n  - host: localhost\n    patterns: [/v/:id]\n`);
   renameSync(temporary, rulesFile);
-}
-
-function connectTunnel(proxyPort: number, target: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: '127.0.0.1',
-      port: proxyPort,
-      method: 'CONNECT',
-      path: target,
-      agent: false,
-    });
-    req.on('connect', (res, socket) =>
-      res.statusCode === 200 ? resolve(socket) : reject(new Error(`CONNECT answered ${res.statusCode}`)),
-    );
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 /** One HTTPS request to localhost through the sidecar, trusting only the mesh CA. */
