@@ -20,6 +20,24 @@ const logger: RuleSyncLogger = {
 
 async function serve(argv: string[]): Promise<void> {
   const config = resolveServeConfig(argv, process.env);
+  // Stop signals are handled before anything starts: a SIGTERM while the store opens or the listeners bind
+  // must stop the process cleanly (exit 0), not kill it with the signal's default action. It takes effect
+  // once start-up settles, so what start-up opened is closed, not cut off half-way.
+  let stopSignal: NodeJS.Signals | undefined;
+  let shutdown: (() => void) | undefined;
+  const requestStop = (signal: NodeJS.Signals): void => {
+    if (stopSignal !== undefined) return;
+    stopSignal = signal;
+    process.stderr.write(
+      `info ${signal}: shutting down${shutdown === undefined ? ' once start-up settles' : ''}\n`,
+    );
+    shutdown?.();
+  };
+  process.on('SIGTERM', requestStop);
+  process.on('SIGINT', requestStop);
+  process.stderr.write(
+    `info starting: ${config.store} store, grpc ${config.grpc}, http ${config.http} (pid ${process.pid})\n`,
+  );
   const store: Store =
     config.store === 'etcd'
       ? await EtcdStore.open({ endpoints: config.etcdEndpoints, prefix: config.etcdPrefix })
@@ -53,14 +71,7 @@ async function serve(argv: string[]): Promise<void> {
   } else if (stored !== undefined) {
     process.stderr.write(`info admin token: read from ${stored.path}\n`);
   }
-  process.stdout.write(
-    `${JSON.stringify({ msg: 'control plane listening', http: addresses.httpUrl, grpc: addresses.grpcAddress, mtls: pki !== undefined, store: store.backend })}\n`,
-  );
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`info ${signal}: shutting down\n`);
+  const close = (): void => {
     cp.close().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -69,8 +80,16 @@ async function serve(argv: string[]): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  if (stopSignal !== undefined) {
+    // Asked to stop while starting: never announce a service that is about to go away.
+    process.stderr.write(`info start-up done; stopping as ${stopSignal} asked\n`);
+    close();
+    return;
+  }
+  process.stdout.write(
+    `${JSON.stringify({ msg: 'control plane listening', http: addresses.httpUrl, grpc: addresses.grpcAddress, mtls: pki !== undefined, store: store.backend })}\n`,
+  );
+  shutdown = close;
 }
 
 async function issueCert(argv: string[]): Promise<void> {
