@@ -23,6 +23,7 @@ import {
   CaOptionsInvalidError,
 } from './errors.js';
 import { normalizeHostname } from './hostname.js';
+import { loadX509Issuer } from './x509-issuer-loader.js';
 import { encodeCertificate, encodeTbsCertificate, leafExtensions } from './leaf-der.js';
 import type { LeafTemplate, SignatureKind } from './leaf-der.js';
 import type { NormalizedName } from './hostname.js';
@@ -273,19 +274,6 @@ function randomSerial(): string {
   // Positive and without a leading zero byte, so the DER INTEGER is exactly 16 bytes.
   bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x40;
   return bytes.toString('hex');
-}
-
-type X509Issuer = typeof import('./x509-issuer.js');
-let x509Issuer: Promise<X509Issuer> | undefined;
-
-/**
- * @peculiar/x509 (with tsyringe, reflect-metadata and the ASN.1 schemas, ~16 MB resident) is loaded only
- * when a root, an intermediate or a client certificate is created; loading a CA and minting leaves need none
- * of it. The first call pays the import (tens of milliseconds); later ones reuse it.
- */
-function loadX509Issuer(): Promise<X509Issuer> {
-  x509Issuer ??= import('./x509-issuer.js');
-  return x509Issuer;
 }
 
 /** RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING value (what @peculiar/x509 computes). */

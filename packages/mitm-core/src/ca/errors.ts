@@ -92,3 +92,13 @@ export class CaFileError extends CaError {
     this.path = path;
   }
 }
+
+/**
+ * The module that creates roots, intermediates and client certificates (@peculiar/x509, imported on first
+ * use) could not be loaded. The import's own error is the `cause`; the next call tries the import again.
+ */
+export class CaIssuerUnavailableError extends CaError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('HTTPMESH_CA_ISSUER_UNAVAILABLE', message, options);
+  }
+}

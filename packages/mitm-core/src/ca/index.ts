@@ -22,6 +22,7 @@ export {
   CaExpiredError,
   CaFileError,
   CaHostnameInvalidError,
+  CaIssuerUnavailableError,
   CaKeyInvalidError,
   CaKeyMismatchError,
   CaKeyUnsupportedError,

@@ -1,7 +1,8 @@
 /**
  * Certificates other than server leaves (roots, intermediates, client certificates), built with
- * @peculiar/x509. CertificateAuthority imports this module dynamically, only when one of those is issued, so a
- * process that loads an existing CA and mints leaves never loads @peculiar/x509, tsyringe or the ASN.1 schemas.
+ * @peculiar/x509. CertificateAuthority imports this module dynamically (x509-issuer-loader.ts), only when one
+ * of those is issued, so a process that loads an existing CA and mints leaves never loads @peculiar/x509,
+ * tsyringe or the ASN.1 schemas.
  */
 import type { webcrypto } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
