@@ -130,6 +130,24 @@ export class ProxyOptionsError extends MitmProxyError {
   }
 }
 
+/**
+ * Client connections were refused because the proxy already held `maxClientConnections`. Reported through
+ * `onError` at most once a second; `refused` counts the connections refused since the previous report.
+ */
+export class ClientConnectionLimitError extends MitmProxyError {
+  readonly limit: number;
+  readonly refused: number;
+  constructor(limit: number, refused: number) {
+    super(
+      'HTTPMESH_PROXY_CONNECTION_LIMIT',
+      `refused ${refused} client connection${refused === 1 ? '' : 's'}: ${limit} already open (maxClientConnections)`,
+    );
+    this.name = 'ClientConnectionLimitError';
+    this.limit = limit;
+    this.refused = refused;
+  }
+}
+
 const CERT_ERROR_CODES = new Set([
   'UNABLE_TO_GET_ISSUER_CERT',
   'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
@@ -197,6 +215,7 @@ export function statusForError(error: MitmProxyError): number {
     case 'HTTPMESH_REQUEST_TRAILER_INVALID':
       return 500;
     case 'HTTPMESH_PROXY_CLOSED':
+    case 'HTTPMESH_PROXY_CONNECTION_LIMIT':
       return 503;
     case 'HTTPMESH_PROXY_LOOP':
       return 508;

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
@@ -14,12 +15,14 @@ import { DEFAULT_MAX_CLIENT_HELLO_BYTES, type ClientHelloInfo, peekClientHello }
 import {
   BadRequestError,
   ClientAbortedError,
+  ClientConnectionLimitError,
   ClientHandshakeError,
   ClientHelloInvalidError,
   classifyUpstreamError,
   FilterError,
   MitmProxyError,
   ProxyLoopError,
+  ProxyOptionsError,
   RequestBodyTooLargeError,
   ResponseBodyTooLargeError,
   statusForError,
@@ -119,13 +122,26 @@ export interface MitmProxyOptions {
   upstreamConnectTimeoutMs?: number;
   upstreamHeadersTimeoutMs?: number;
   upstreamBodyTimeoutMs?: number;
+  /**
+   * Client connections held at once, however they arrive (`listen`, `acceptConnection`, `handleConnection`);
+   * a CONNECT tunnel and the TLS inside it are the one client connection. One over the cap is closed
+   * unread and reported as `ClientConnectionLimitError` (at most once a second). A positive integer or
+   * `Infinity`; default `min(8192, (open-files limit - 256) / 4)`, see README.
+   */
+  maxClientConnections?: number;
   /** Called for connection-level failures that have no exchange to report them on. */
   onError?: (error: MitmProxyError) => void;
 }
 
 export interface MitmProxyStats {
-  /** Client sockets currently open (explicit and transparent). */
+  /** Client sockets currently open (explicit and transparent); an intercepted TLS connection counts twice. */
   readonly openClientSockets: number;
+  /** Client connections currently held, as counted against `maxClientConnections` (each one once). */
+  readonly clientConnections: number;
+  /** The cap in force (`maxClientConnections` or its default). */
+  readonly maxClientConnections: number;
+  /** Client connections refused over the cap since the proxy was created. */
+  readonly refusedClientConnections: number;
   readonly pinnedHosts: number;
   readonly exchanges: number;
   /** Client TLS handshakes completed (intercepted connections). */
@@ -189,6 +205,8 @@ interface TunnelTarget {
 
 /** Attached to client sockets so request handlers know where the connection was going. */
 const kTarget = Symbol('httpmesh.target');
+/** Refused connections are reported at most this often (a flood must not flood the log). */
+const CONNECTION_LIMIT_REPORT_MS = 1_000;
 /** Default `keepAliveTimeoutMs`: nginx's `keepalive_timeout`. */
 const DEFAULT_CLIENT_KEEP_ALIVE_MS = 75_000;
 interface CarriedTarget extends TunnelTarget {
@@ -495,8 +513,55 @@ function plainResponse(status: number, code: string, message: string): string {
   );
 }
 
+/** Upper bound of the default `maxClientConnections` (where the open-files limit is large). */
+const MAX_DEFAULT_CLIENT_CONNECTIONS = 8192;
+/** Descriptors left to everything that is not a client connection: listeners, CA files, logs, control plane. */
+const RESERVED_FDS = 256;
+/** Assumed open-files limit where it cannot be read (not Linux). */
+const FALLBACK_FD_LIMIT = 10_240;
+let defaultClientConnectionCap: number | undefined;
+
+/**
+ * The default `maxClientConnections`: a quarter of what the open-files limit leaves after RESERVED_FDS. Each
+ * client connection may hold a second descriptor (the upstream it is spliced or upgraded to), and a process
+ * may run two proxies (the sidecar's outbound and inbound in transparent mode), so the defaults together
+ * cannot exhaust descriptors. Node raises the soft limit to the hard one at start, so the soft value read
+ * here is the one in force. Read once per process.
+ */
+function defaultMaxClientConnections(): number {
+  if (defaultClientConnectionCap !== undefined) return defaultClientConnectionCap;
+  let limit = FALLBACK_FD_LIMIT;
+  try {
+    const limits = readFileSync('/proc/self/limits', 'latin1');
+    const line = limits.split('\n').find((l) => l.startsWith('Max open files'));
+    const soft = line?.slice('Max open files'.length).trim().split(/\s+/)[0];
+    // 'unlimited' or unreadable: keep the fallback (the 8192 ceiling applies either way).
+    if (soft !== undefined && /^\d+$/.test(soft)) limit = Number(soft);
+  } catch {
+    // No procfs (not Linux): the fallback.
+  }
+  defaultClientConnectionCap = Math.max(
+    1,
+    Math.min(MAX_DEFAULT_CLIENT_CONNECTIONS, Math.floor((limit - RESERVED_FDS) / 4)),
+  );
+  return defaultClientConnectionCap;
+}
+
+function connectionCap(value: unknown): number {
+  if (value === undefined) return defaultMaxClientConnections();
+  if (value === Number.POSITIVE_INFINITY) return value;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new ProxyOptionsError(
+      `maxClientConnections must be a positive integer or Infinity, got ${typeof value === 'number' ? String(value) : typeof value}`,
+    );
+  }
+  return value;
+}
+
 /** Creates the TLS-intercepting proxy engine. See README for the filter-chain design. */
 export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
+  // Checked first: a malformed option must fail before anything is created.
+  const maxClientConnections = connectionCap(options.maxClientConnections);
   const ca = options.ca;
   const intercept: (host: string, context: InterceptContext) => boolean = options.intercept ?? (() => true);
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
@@ -528,6 +593,12 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       ? getOriginalDestination(socket)
       : originalDestinationReader.read(socket);
   const reportError = options.onError ?? (() => {});
+  /** Client connections admitted and not yet closed (one per accepted socket, whatever is layered on it). */
+  let clientConnections = 0;
+  let refusedClientConnections = 0;
+  /** Refusals not reported yet; a report goes out at most every CONNECTION_LIMIT_REPORT_MS. */
+  let refusedUnreported = 0;
+  let limitReportTimer: NodeJS.Timeout | undefined;
   const http2Enabled = options.http2 ?? true;
   let filters: readonly ExchangeFilter[] = options.filters ?? [];
   let exchanges = 0;
@@ -593,6 +664,41 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       return insecureAgent;
     }
     return verifiedAgent;
+  };
+
+  const releaseClientConnection = (): void => {
+    clientConnections--;
+  };
+
+  const reportRefusals = (): void => {
+    if (refusedUnreported === 0) {
+      // A quiet window: the next refusal is reported at once.
+      limitReportTimer = undefined;
+      return;
+    }
+    reportError(new ClientConnectionLimitError(maxClientConnections, refusedUnreported));
+    refusedUnreported = 0;
+    limitReportTimer = setTimeout(reportRefusals, CONNECTION_LIMIT_REPORT_MS);
+    limitReportTimer.unref();
+  };
+
+  /**
+   * Counts a client connection against `maxClientConnections`, or closes it unread (no TLS handshake, no
+   * upstream dial) when the cap is reached. Called once per accepted socket at the three entry points; what
+   * is layered on it later (CONNECT tunnel, TLS, h2) is the same connection.
+   */
+  const admitClientConnection = (socket: Socket): boolean => {
+    if (socket.destroyed) return false;
+    if (clientConnections >= maxClientConnections) {
+      socket.destroy();
+      refusedClientConnections++;
+      refusedUnreported++;
+      if (limitReportTimer === undefined) reportRefusals();
+      return false;
+    }
+    clientConnections++;
+    socket.once('close', releaseClientConnection);
+    return true;
   };
 
   const trackSocket = (socket: Duplex): void => {
@@ -1587,7 +1693,9 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     });
   }
 
-  const acceptor = net.createServer({ noDelay: true }, acceptExplicit);
+  const acceptor = net.createServer({ noDelay: true }, (socket: Socket) => {
+    if (admitClientConnection(socket)) acceptExplicit(socket);
+  });
 
   // ---- lifecycle ----------------------------------------------------------------------------
 
@@ -1628,6 +1736,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         socket.destroy();
         return;
       }
+      if (!admitClientConnection(socket)) return;
       // The port this socket was accepted on is one of ours (REDIRECT). With TPROXY the local address is the
       // foreign original destination instead, and its port says nothing about our listeners.
       const localPort = socket.localPort;
@@ -1656,6 +1765,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
         socket.destroy();
         return;
       }
+      if (!admitClientConnection(socket)) return;
       const localPort = socket.localPort;
       if (localPort !== undefined) ownPorts.add(localPort);
       acceptExplicit(socket);
@@ -1669,6 +1779,9 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     get stats() {
       return {
         openClientSockets: clientSockets.size,
+        clientConnections,
+        maxClientConnections,
+        refusedClientConnections,
         pinnedHosts: pinned.size,
         exchanges,
         tlsHandshakes,
@@ -1687,6 +1800,12 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     async close() {
       draining = true;
       closing = true;
+      clearTimeout(limitReportTimer);
+      // Refusals still waiting for their window are reported now rather than lost.
+      if (refusedUnreported > 0) {
+        reportError(new ClientConnectionLimitError(maxClientConnections, refusedUnreported));
+        refusedUnreported = 0;
+      }
       const closed = acceptor.listening ? new Promise((resolve) => acceptor.close(resolve)) : undefined;
       for (const socket of clientSockets) socket.destroy();
       clientSockets.clear();
