@@ -16,9 +16,9 @@ let issuer: Promise<X509Issuer> | undefined;
 /**
  * Resolves with the issuer module, importing it on first use. A failed import is not kept: a transient cause
  * (EMFILE, a package being reinstalled) would otherwise fail every later CA creation for the life of the
- * process; the next call imports again. Node's own loader may still cache a failure inside the module graph
- * (a missing dependency of a dependency): that one only a restart cures, and the error says so through
- * its cause.
+ * process; the next call imports again. Node's own loader still keeps a failure deeper in the module graph
+ * (a dependency of a dependency that failed to resolve, seen on Node 20.20): no retry here cures that one,
+ * and the error's `cause` names the module.
  */
 export function loadX509Issuer(): Promise<X509Issuer> {
   if (issuer !== undefined) return issuer;
