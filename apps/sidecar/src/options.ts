@@ -33,6 +33,8 @@ export interface SidecarOptions {
   drainTimeout: number;
   metricsInterval: number;
   youngGenerationMb: number;
+  /** Per proxy (outbound, and inbound in transparent mode); undefined: mitm-core's default. */
+  maxClientConnections: number | undefined;
   inboundPorts: number[];
   outboundHttpPorts: number[];
   outboundTlsPorts: number[];
@@ -71,7 +73,8 @@ type Kind =
   | 'list'
   | 'url'
   | 'ms'
-  | 'mb';
+  | 'mb'
+  | 'count';
 
 export interface OptionSpec {
   readonly key: OptionKey;
@@ -380,6 +383,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     "cap V8's young generation at this many MB (0: V8's own growth, up to 32); 8 trades resident memory under load for CPU (README, Memory)",
     { default: 0, placeholder: 'MB' },
   ),
+  spec(
+    'maxClientConnections',
+    'max-client-connections',
+    'count',
+    ['run'],
+    'client connections each proxy listener holds at once; more are closed unread and logged (default: from the open-files limit, at most 8192)',
+    { placeholder: 'N' },
+  ),
 ];
 
 export function specsFor(command: CommandName): OptionSpec[] {
@@ -449,6 +460,11 @@ export function parseOptionValue(
       const v = asText(raw, fail).trim();
       if (!/^\d{1,4}$/.test(v) || Number(v) > 1024)
         fail(`expected megabytes 0-1024, got ${JSON.stringify(v)}`);
+      return Number(v);
+    }
+    case 'count': {
+      const v = asText(raw, fail).trim();
+      if (!/^[1-9]\d{0,8}$/.test(v)) fail(`expected a whole number from 1, got ${JSON.stringify(v)}`);
       return Number(v);
     }
     case 'ms': {

@@ -262,6 +262,9 @@ export async function startSidecar(
   const addonOption = isSea()
     ? { originalDestinationAddonPath: join(dirname(process.execPath), 'original_dst.node') }
     : {};
+  // Unset: mitm-core's default, sized so both proxies together stay within the open-files limit.
+  const connectionCap =
+    options.maxClientConnections === undefined ? {} : { maxClientConnections: options.maxClientConnections };
   const onError = (error: Error & { code?: string }) =>
     log.warn({ event: 'proxy.connection_error', code: error.code, err: error.message }, 'connection failed');
   // Transparent mode: see InterceptPolicy.decideTransparent (plain HTTP measured; TLS by SNI, or by the
@@ -276,6 +279,7 @@ export async function startSidecar(
     ...(insecureUpstream === undefined ? {} : { insecureUpstreamHosts: insecureUpstream }),
     ...addonOption,
     filters: filtersFor('outbound'),
+    ...connectionCap,
     onError,
   });
   outboundProxy = outbound;
@@ -328,6 +332,7 @@ export async function startSidecar(
       intercept: (_host, context) => !context.tls,
       ...addonOption,
       filters: filtersFor('inbound'),
+      ...connectionCap,
       onError,
     });
     // Outbound connections are redirected by nat OUTPUT to 127.0.0.1: never expose the outbound port

@@ -164,6 +164,15 @@ describe('malformed input', () => {
     [['--young-generation-mb', '1025'], 'youngGenerationMb', '--young-generation-mb'],
     [['--young-generation-mb', '1.5'], 'youngGenerationMb', '--young-generation-mb'],
     [['--young-generation-mb', '8mb'], 'youngGenerationMb', '--young-generation-mb'],
+    [['--max-client-connections', '0'], 'maxClientConnections', '--max-client-connections'],
+    // `--flag -1` reads as two flags; the value form is how a negative number reaches the option.
+    [['--max-client-connections=-1'], 'maxClientConnections', '--max-client-connections'],
+    [['--max-client-connections', 'abc'], 'maxClientConnections', '--max-client-connections'],
+    [['--max-client-connections', '1.5'], 'maxClientConnections', '--max-client-connections'],
+    [['--max-client-connections', '1e3'], 'maxClientConnections', '--max-client-connections'],
+    [['--max-client-connections', '0x10'], 'maxClientConnections', '--max-client-connections'],
+    [['--max-client-connections', ''], 'maxClientConnections', '--max-client-connections'],
+    [['--max-client-connections', '1000000000'], 'maxClientConnections', '--max-client-connections'],
   ])('%j is rejected for %s with its source', (argv, option, source) => {
     const e = caught(() => resolveOptions('run', argv, {}, dir));
     expect(e).toBeInstanceOf(OptionValueError);
@@ -177,6 +186,42 @@ describe('malformed input', () => {
     expect(fromEnv.options.youngGenerationMb).toBe(16);
     const file = configFile('young.yaml', 'youngGenerationMb: 4\n');
     expect(resolveOptions('run', ['--config', file], {}, dir).options.youngGenerationMb).toBe(4);
+  });
+
+  test('--max-client-connections: unset by default (mitm-core decides); flag, env and YAML set it', () => {
+    expect(resolveOptions('run', [], {}, dir).options.maxClientConnections).toBeUndefined();
+    const fromFlag = resolveOptions('run', ['--max-client-connections', '2048'], {}, dir);
+    expect(fromFlag.options.maxClientConnections).toBe(2048);
+    const fromEnv = resolveOptions('run', [], { HTTPMESH_MAX_CLIENT_CONNECTIONS: ' 512 ' }, dir);
+    expect(fromEnv.options.maxClientConnections).toBe(512);
+    const negative = caught(() => resolveOptions('run', [], { HTTPMESH_MAX_CLIENT_CONNECTIONS: '-1' }, dir));
+    expect(negative).toMatchObject({
+      code: 'HTTPMESH_SIDECAR_OPTION_INVALID',
+      source: 'HTTPMESH_MAX_CLIENT_CONNECTIONS',
+    });
+    const file = configFile('cap.yaml', 'maxClientConnections: 100\n');
+    expect(resolveOptions('run', ['--config', file], {}, dir).options.maxClientConnections).toBe(100);
+    expect(helpText('run')).toContain('--max-client-connections N');
+    expect(helpText('init-net')).not.toContain('--max-client-connections');
+  });
+
+  test.each([
+    ['0', 'maxClientConnections: 0\n'],
+    ['-1', 'maxClientConnections: -1\n'],
+    ['1.5', 'maxClientConnections: 1.5\n'],
+    ['a word', 'maxClientConnections: abc\n'],
+    ['a list', 'maxClientConnections: [1, 2]\n'],
+    ['null', 'maxClientConnections: null\n'],
+    ['true', 'maxClientConnections: true\n'],
+  ])('maxClientConnections %s in the config file is rejected, naming file and key', (name, text) => {
+    const file = configFile(`cap-${name.replace(/\W/g, '')}.yaml`, text);
+    const e = caught(() => resolveOptions('run', ['--config', file], {}, dir));
+    expect(e).toBeInstanceOf(OptionValueError);
+    expect(e).toMatchObject({
+      code: 'HTTPMESH_SIDECAR_OPTION_INVALID',
+      option: 'maxClientConnections',
+      source: `${file}: maxClientConnections`,
+    });
   });
 
   test('a malformed environment value names the variable', () => {
