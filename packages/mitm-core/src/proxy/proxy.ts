@@ -666,9 +666,14 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     return verifiedAgent;
   };
 
-  const releaseClientConnection = (): void => {
+  /**
+   * The one 'close' listener of an admitted socket, shared by all of them (`this` is the socket): no closure
+   * or `once` wrapper per connection, and it also untracks the socket, so `trackSocket` adds nothing more.
+   */
+  function releaseClientConnection(this: Duplex): void {
     clientConnections--;
-  };
+    clientSockets.delete(this);
+  }
 
   const reportRefusals = (): void => {
     if (refusedUnreported === 0) {
@@ -697,7 +702,8 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
       return false;
     }
     clientConnections++;
-    socket.once('close', releaseClientConnection);
+    clientSockets.add(socket);
+    socket.on('close', releaseClientConnection);
     return true;
   };
 
