@@ -21,6 +21,7 @@ export {
   CaExpiredError,
   CaFileError,
   CaHostnameInvalidError,
+  CaIssuerUnavailableError,
   CaKeyInvalidError,
   CaKeyMismatchError,
   CaKeyUnsupportedError,
@@ -66,6 +67,7 @@ export type { ClientHelloInfo, ClientHelloParseResult, PeekResult } from './prox
 export {
   BadRequestError,
   ClientAbortedError,
+  ClientConnectionLimitError,
   ClientHandshakeError,
   ClientHelloInvalidError,
   FilterError,
