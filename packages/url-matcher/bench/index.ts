@@ -4,56 +4,16 @@
  * plus build time for 10,000 routes. Run: `npm run bench -w @httpmesh/url-matcher`.
  * BENCH_MS=<ms per contender and set> shortens or lengthens the run (default 1500).
  */
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import FindMyWay from 'find-my-way';
-import type { HTTPMethod } from 'find-my-way';
-import { match as ptrMatch } from 'path-to-regexp';
 import { createMatcher } from '../src/index.js';
-import type { RouteSpec } from '../src/index.js';
 import { githubRoutes } from '../test/fixtures/github-routes.js';
 import { samplePaths, syntheticRoutes } from '../test/fixtures/synthetic-routes.js';
 import { seededRandom, shuffled } from '../test/helpers.js';
+import { buildFindMyWay, buildLinear, buildOurs, toSpecs } from './contenders.js';
+import type { Lookup } from './contenders.js';
+import { cpuMs, measure, measureInChild, runner } from './harness.js';
 
 const MEASURE_MS = Number(process.env['BENCH_MS'] ?? 1500);
-
-type Lookup = (method: string, path: string) => string | null;
-
-function toSpecs(lines: readonly string[]): RouteSpec<string>[] {
-  return lines.map((line) => {
-    const [method, pattern] = line.split(' ') as [string, string];
-    return { pattern, methods: [method], data: pattern };
-  });
-}
-
-function buildOurs(lines: readonly string[]): Lookup {
-  const matcher = createMatcher(toSpecs(lines));
-  return (method, path) => matcher.match(path, method)?.pattern ?? null;
-}
-
-function buildFindMyWay(lines: readonly string[]): Lookup {
-  const router = FindMyWay();
-  for (const line of lines) {
-    const [method, pattern] = line.split(' ') as [string, string];
-    // find-my-way spells a named wildcard as a bare `*` and calls its param `*`.
-    router.on(method as HTTPMethod, pattern.replace(/\*[A-Za-z_]\w*$/, '*'), () => undefined, pattern);
-  }
-  return (method, path) => {
-    const found = router.find(method as HTTPMethod, path);
-    return found === null ? null : (found.store as string);
-  };
-}
-
-function buildLinear(lines: readonly string[]): Lookup {
-  const table = lines.map((line) => {
-    const [method, pattern] = line.split(' ') as [string, string];
-    return { method, pattern, fn: ptrMatch(pattern, { sensitive: true, trailing: false }) };
-  });
-  return (method, path) => {
-    for (const route of table) if (route.method === method && route.fn(path) !== false) return route.pattern;
-    return null;
-  };
-}
 
 /**
  * The harness alone: the same loop (array reads, call through a closure, null check) with a lookup that
@@ -61,59 +21,6 @@ function buildLinear(lines: readonly string[]): Lookup {
  */
 function buildBaseline(_lines: readonly string[]): Lookup {
   return (_method, path) => path;
-}
-
-/** CPU time of this process in ms: unlike wall time it does not count time spent descheduled. */
-function cpuMs(): number {
-  const usage = process.cpuUsage();
-  return (usage.user + usage.system) / 1000;
-}
-
-interface Runner {
-  readonly name: string;
-  /** Runs for about `ms` of wall time; returns lookups done and CPU ms spent. */
-  run(ms: number): { ops: number; cpu: number };
-}
-
-function runner(name: string, lookup: Lookup, requests: ReadonlyArray<[string, string]>): Runner {
-  const methods = requests.map((r) => r[0]);
-  const paths = requests.map((r) => r[1]);
-  const n = requests.length;
-  let next = 0;
-  let sink = 0;
-  const batch = (count: number) => {
-    for (let i = 0; i < count; i++) {
-      if (lookup(methods[next] as string, paths[next] as string) !== null) sink++;
-      next = next + 1 === n ? 0 : next + 1;
-    }
-  };
-  return {
-    name,
-    run(ms) {
-      let ops = 0;
-      let size = 16;
-      const wallEnd = performance.now() + ms;
-      const cpuStart = cpuMs();
-      while (performance.now() < wallEnd) {
-        batch(size);
-        ops += size;
-        if (size < 4096) size *= 2;
-      }
-      if (sink === 0) throw new Error(`${name}: benchmark matched nothing`);
-      return { ops, cpu: cpuMs() - cpuStart };
-    },
-  };
-}
-
-/** Ops per CPU second: a warm-up round, then the best of 5 rounds. */
-function measure(r: Runner): number {
-  const rounds = 6;
-  let best = 0;
-  for (let round = 0; round < rounds; round++) {
-    const { ops, cpu } = r.run(MEASURE_MS / (rounds - 1));
-    if (round > 0 && cpu > 0) best = Math.max(best, (ops / cpu) * 1000);
-  }
-  return best;
 }
 
 /** Requests for traffic skewed like real traffic: route rank r is hit with probability ~ 1/r (Zipf, s = 1). */
@@ -184,20 +91,12 @@ if (process.argv[2] === 'measure') {
   const contender = process.argv[4] as Contender;
   const routeLines = lines();
   console.log(
-    measure(runner(`${name} ${contender}`, build[contender](routeLines), requestsFor(routeLines, traffic))),
+    measure(
+      runner(`${name} ${contender}`, build[contender](routeLines), requestsFor(routeLines, traffic)),
+      MEASURE_MS,
+    ),
   );
   process.exit(0);
-}
-
-function measureInChild(setIndex: number, contender: Contender): number {
-  const child = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', fileURLToPath(import.meta.url), 'measure', String(setIndex), contender],
-    { encoding: 'utf8', env: process.env },
-  );
-  const ops = Number(child.stdout.trim());
-  if (child.status !== 0 || !(ops > 0)) throw new Error(`measuring ${contender} failed: ${child.stderr}`);
-  return ops;
 }
 
 console.log(
@@ -217,12 +116,9 @@ sets.forEach(([name, lines, traffic], setIndex) => {
   const ours = buildOurs(routeLines);
   agree(ours, buildFindMyWay(routeLines), requests, 'url-matcher and find-my-way');
   agree(ours, buildLinear(routeLines), requests.slice(0, 300), 'url-matcher and the linear scan');
-  const [oursOps, fmwOps, linearOps, baselineOps] = CONTENDERS.map((c) => measureInChild(setIndex, c)) as [
-    number,
-    number,
-    number,
-    number,
-  ];
+  const [oursOps, fmwOps, linearOps, baselineOps] = CONTENDERS.map((c) =>
+    measureInChild(fileURLToPath(import.meta.url), [String(setIndex), c]),
+  ) as [number, number, number, number];
   const harnessNs = 1e9 / baselineOps;
   const net = (ops: number): number => 1e9 / ops - harnessNs;
   netLines.push(
