@@ -3,39 +3,22 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { ClientConnectionLimitError, MitmProxyError } from '../src/proxy/errors.js';
 import { createMitmProxy, type MitmProxy, type MitmProxyOptions } from '../src/proxy/proxy.js';
 import {
-  type Handler,
+  createTestProxy,
+  listenLoopback,
+  listenRedirecting,
+  okHandler,
   rawRequest,
-  startHttpsUpstream,
-  startHttpUpstream,
-  type TestPki,
-  testPki,
+  startTestProxy,
   tlsThroughProxy,
-  type Upstream,
+  useUpstreams,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
-let pki: TestPki;
-let plainUpstream: Upstream;
-let tlsUpstream: Upstream;
-
-beforeAll(async () => {
-  pki = await testPki();
-  const answer: Handler = (_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
-    res.end('ok');
-  };
-  plainUpstream = await startHttpUpstream(answer);
-  tlsUpstream = await startHttpsUpstream(answer, { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem });
-});
-
-afterAll(async () => {
-  await plainUpstream.close();
-  await tlsUpstream.close();
-});
+const testbed = useUpstreams(okHandler);
 
 interface Harness {
   proxy: MitmProxy;
@@ -54,33 +37,23 @@ type EntryPoint = 'listen' | 'acceptConnection' | 'handleConnection';
  * sockets to `acceptConnection` (the sidecar's explicit mode), or `handleConnection` as after an iptables
  * REDIRECT (the destination is passed in, so no root is needed).
  */
-async function harness(entry: EntryPoint, extra: Partial<MitmProxyOptions>): Promise<Harness> {
-  const errors: MitmProxyError[] = [];
+async function harness(entry: EntryPoint, extra: Omit<MitmProxyOptions, 'ca'>): Promise<Harness> {
   const reportedAt: number[] = [];
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
-    onError: (error) => {
-      errors.push(error);
-      reportedAt.push(performance.now());
-    },
-    ...extra,
-  });
+  const options = { ...extra, onError: () => reportedAt.push(performance.now()) };
   if (entry === 'listen') {
-    const { port } = await proxy.listen(0);
+    const { proxy, errors, port } = await startTestProxy(options);
     return { proxy, errors, reportedAt, port, close: () => proxy.close() };
   }
-  const server = net.createServer((socket) => {
+  const { proxy, errors } = await createTestProxy(options);
+  const { server, port } = await listenLoopback((socket) => {
     if (entry === 'acceptConnection') proxy.acceptConnection(socket);
-    else proxy.handleConnection(socket, { address: '127.0.0.1', port: plainUpstream.port, family: 4 });
+    else proxy.handleConnection(socket, { address: '127.0.0.1', port: testbed.plain.port, family: 4 });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
   return {
     proxy,
     errors,
     reportedAt,
-    port: (server.address() as net.AddressInfo).port,
+    port,
     async close() {
       await proxy.close();
       await new Promise((resolve) => server.close(resolve));
@@ -90,7 +63,7 @@ async function harness(entry: EntryPoint, extra: Partial<MitmProxyOptions>): Pro
 
 /** One request as the entry point expects it: absolute-form for the explicit proxy, origin-form when redirected. */
 function requestFor(entry: EntryPoint): string {
-  const authority = `127.0.0.1:${plainUpstream.port}`;
+  const authority = `127.0.0.1:${testbed.plain.port}`;
   return entry === 'handleConnection'
     ? `GET /held HTTP/1.1\r\nhost: ${authority}\r\n\r\n`
     : `GET http://${authority}/held HTTP/1.1\r\nhost: ${authority}\r\n\r\n`;
@@ -140,12 +113,12 @@ describe.each<EntryPoint>(['listen', 'acceptConnection', 'handleConnection'])(
         const request = requestFor(entry);
         open.push(await heldClient(h.port, request), await heldClient(h.port, request));
         expect(h.proxy.stats.clientConnections).toBe(2);
-        const upstreamConnections = plainUpstream.connections;
+        const upstreamConnections = testbed.plain.connections;
 
         const refused = await refusedClient(h.port);
         expect(refused).toEqual({ bytes: 0, ended: true });
         expect(h.proxy.stats.refusedClientConnections).toBe(1);
-        expect(plainUpstream.connections).toBe(upstreamConnections); // nothing was dialled for it
+        expect(testbed.plain.connections).toBe(upstreamConnections); // nothing was dialled for it
         const [report] = limitErrors(h.errors);
         expect(report).toMatchObject({
           name: 'ClientConnectionLimitError',
@@ -172,28 +145,15 @@ describe.each<EntryPoint>(['listen', 'acceptConnection', 'handleConnection'])(
 );
 
 test('the cap is shared by every entry point of one proxy', async () => {
-  const errors: MitmProxyError[] = [];
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    maxClientConnections: 2,
-    onError: (e) => errors.push(e),
-  });
-  const { port: explicitPort } = await proxy.listen(0);
-  const redirected = net.createServer((socket) =>
-    proxy.handleConnection(socket, { address: '127.0.0.1', port: plainUpstream.port, family: 4 }),
-  );
-  const handed = net.createServer((socket) => proxy.acceptConnection(socket));
-  redirected.listen(0, '127.0.0.1');
-  handed.listen(0, '127.0.0.1');
-  await Promise.all([once(redirected, 'listening'), once(handed, 'listening')]);
+  const { proxy, errors, port: explicitPort } = await startTestProxy({ maxClientConnections: 2 });
+  const redirected = await listenRedirecting(proxy, testbed.plain.port);
+  const handed = await listenLoopback((socket) => proxy.acceptConnection(socket));
   const open: net.Socket[] = [];
   try {
     open.push(await heldClient(explicitPort, requestFor('listen')));
-    open.push(
-      await heldClient((redirected.address() as net.AddressInfo).port, requestFor('handleConnection')),
-    );
+    open.push(await heldClient(redirected.port, requestFor('handleConnection')));
     expect(proxy.stats.clientConnections).toBe(2);
-    const refused = await refusedClient((handed.address() as net.AddressInfo).port);
+    const refused = await refusedClient(handed.port);
     expect(refused.bytes).toBe(0);
     expect(proxy.stats.refusedClientConnections).toBe(1);
     expect(limitErrors(errors)).toHaveLength(1);
@@ -201,8 +161,8 @@ test('the cap is shared by every entry point of one proxy', async () => {
     for (const socket of open) socket.destroy();
     await proxy.close();
     await Promise.all([
-      new Promise((resolve) => redirected.close(resolve)),
-      new Promise((resolve) => handed.close(resolve)),
+      new Promise((resolve) => redirected.server.close(resolve)),
+      new Promise((resolve) => handed.server.close(resolve)),
     ]);
   }
 });
@@ -210,7 +170,7 @@ test('the cap is shared by every entry point of one proxy', async () => {
 test('an HTTPS exchange through CONNECT is one connection (cap 1)', async () => {
   const h = await harness('listen', { maxClientConnections: 1 });
   try {
-    const socket = await tlsThroughProxy(h.port, 'localhost', tlsUpstream.port, pki.proxyCaPem);
+    const socket = await tlsThroughProxy(h.port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
     const response = await rawRequest(socket, 'GET /tls HTTP/1.1\r\nhost: localhost\r\n\r\n');
     expect(response.status).toBe(200);
     expect(response.body).toBe('ok');
@@ -228,27 +188,26 @@ test('an HTTPS exchange through CONNECT is one connection (cap 1)', async () => 
 });
 
 test('a redirected TLS connection is intercepted under cap 1 and a second one is refused before its handshake', async () => {
-  const errors: MitmProxyError[] = [];
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
-    maxClientConnections: 1,
-    onError: (e) => errors.push(e),
-  });
-  const server = net.createServer((socket) =>
-    proxy.handleConnection(socket, { address: '127.0.0.1', port: tlsUpstream.port, family: 4 }),
-  );
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as net.AddressInfo).port;
+  const { proxy, errors } = await createTestProxy({ maxClientConnections: 1 });
+  const { server, port } = await listenRedirecting(proxy, testbed.tls.port);
   try {
-    const first = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.proxyCaPem });
+    const first = tls.connect({
+      host: '127.0.0.1',
+      port,
+      servername: 'localhost',
+      ca: testbed.pki.proxyCaPem,
+    });
     await once(first, 'secureConnect');
     const response = await rawRequest(first, 'GET / HTTP/1.1\r\nhost: localhost\r\n\r\n');
     expect(response.status).toBe(200);
     expect(proxy.stats.clientConnections).toBe(1);
 
-    const second = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.proxyCaPem });
+    const second = tls.connect({
+      host: '127.0.0.1',
+      port,
+      servername: 'localhost',
+      ca: testbed.pki.proxyCaPem,
+    });
     const [error] = (await once(second, 'error')) as [Error & { code?: string }];
     // Closed before any server byte: the client's handshake fails on a closed or reset socket.
     expect(error.code).toMatch(/ECONNRESET|EPIPE/);
@@ -317,7 +276,7 @@ test('Infinity lifts the cap', async () => {
 });
 
 test('the default leaves room for two proxies and their upstreams within the open-files limit', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa });
+  const proxy = createMitmProxy({ ca: testbed.pki.proxyCa });
   const line = readFileSync('/proc/self/limits', 'latin1')
     .split('\n')
     .find((l) => l.startsWith('Max open files'));
@@ -342,7 +301,7 @@ describe('maxClientConnections validation', () => {
     ['null', null],
     ['beyond safe integers', 2 ** 53],
   ])('%s is refused with HTTPMESH_PROXY_OPTIONS_INVALID', (_name, value) => {
-    expect(() => createMitmProxy({ ca: pki.proxyCa, maxClientConnections: value as number })).toThrow(
+    expect(() => createMitmProxy({ ca: testbed.pki.proxyCa, maxClientConnections: value as number })).toThrow(
       expect.objectContaining({ name: 'ProxyOptionsError', code: 'HTTPMESH_PROXY_OPTIONS_INVALID' }),
     );
   });

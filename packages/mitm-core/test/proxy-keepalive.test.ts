@@ -1,16 +1,12 @@
 import { once } from 'node:events';
 import net from 'node:net';
-import { afterAll, beforeAll, expect, test } from 'vitest';
-import { createMitmProxy } from '../src/proxy/proxy.js';
+import { expect, test } from 'vitest';
 import {
-  type Handler,
+  okHandler,
   rawRequest,
-  startHttpsUpstream,
-  startHttpUpstream,
-  type TestPki,
-  testPki,
+  startTestProxy,
   tlsThroughProxy,
-  type Upstream,
+  useUpstreams,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
@@ -18,24 +14,7 @@ import {
 // undici clients use to decide how long to keep spare connections; idle connections must still be closed
 // at once on stopAccepting, not after the timeout.
 
-let pki: TestPki;
-let plainUpstream: Upstream;
-let tlsUpstream: Upstream;
-
-beforeAll(async () => {
-  pki = await testPki();
-  const answer: Handler = (_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
-    res.end('ok');
-  };
-  plainUpstream = await startHttpUpstream(answer);
-  tlsUpstream = await startHttpsUpstream(answer, { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem });
-});
-
-afterAll(async () => {
-  await plainUpstream.close();
-  await tlsUpstream.close();
-});
+const testbed = useUpstreams(okHandler);
 
 function plainGet(port: number): string {
   const authority = `127.0.0.1:${port}`;
@@ -43,16 +22,15 @@ function plainGet(port: number): string {
 }
 
 test('by default both client legs announce a 75 s keep-alive, and stopAccepting closes idle ones at once', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy();
   try {
     const plain = net.connect(port, '127.0.0.1');
     await once(plain, 'connect');
-    const plainResponse = await rawRequest(plain, plainGet(plainUpstream.port));
+    const plainResponse = await rawRequest(plain, plainGet(testbed.plain.port));
     expect(plainResponse.status).toBe(200);
     expect(plainResponse.headers['keep-alive']).toBe('timeout=75');
 
-    const intercepted = await tlsThroughProxy(port, 'localhost', tlsUpstream.port, pki.proxyCaPem);
+    const intercepted = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
     const tlsResponse = await rawRequest(intercepted, 'GET / HTTP/1.1\r\nhost: localhost\r\n\r\n');
     expect(tlsResponse.status).toBe(200);
     expect(tlsResponse.headers['keep-alive']).toBe('timeout=75');
@@ -68,12 +46,11 @@ test('by default both client legs announce a 75 s keep-alive, and stopAccepting 
 });
 
 test('keepAliveTimeoutMs still overrides the default', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, keepAliveTimeoutMs: 2_000 });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy({ keepAliveTimeoutMs: 2_000 });
   try {
     const plain = net.connect(port, '127.0.0.1');
     await once(plain, 'connect');
-    const response = await rawRequest(plain, plainGet(plainUpstream.port));
+    const response = await rawRequest(plain, plainGet(testbed.plain.port));
     expect(response.status).toBe(200);
     expect(response.headers['keep-alive']).toBe('timeout=2');
     plain.destroy();

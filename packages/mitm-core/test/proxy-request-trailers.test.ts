@@ -7,17 +7,14 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import http2 from 'node:http2';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { ExchangeFilter, ExchangeSummary } from '../src/proxy/exchange.js';
-import { createMitmProxy } from '../src/proxy/proxy.js';
 import {
   type Handler,
-  startHttpsUpstream,
   startHttpUpstream,
-  type TestPki,
-  testPki,
+  startTestProxy,
   tlsThroughProxy,
-  type Upstream,
+  useUpstreams,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
@@ -40,20 +37,7 @@ const trailerEcho: Handler = (req, res) => {
   });
 };
 
-let pki: TestPki;
-let plainUpstream: Upstream;
-let tlsUpstream: Upstream;
-
-beforeAll(async () => {
-  pki = await testPki();
-  plainUpstream = await startHttpUpstream(trailerEcho);
-  tlsUpstream = await startHttpsUpstream(trailerEcho, { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem });
-});
-
-afterAll(async () => {
-  await plainUpstream.close();
-  await tlsUpstream.close();
-});
+const testbed = useUpstreams(trailerEcho);
 
 interface Reply {
   status: number;
@@ -85,14 +69,13 @@ function send(options: http.RequestOptions, trailers: Record<string, string>): P
 }
 
 async function explicit(filters: ExchangeFilter[], trailers: Record<string, string>): Promise<Reply> {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, filters });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy({ filters });
   try {
     return await send(
       {
         host: '127.0.0.1',
         port,
-        path: `http://127.0.0.1:${plainUpstream.port}/t`,
+        path: `http://127.0.0.1:${testbed.plain.port}/t`,
         agent: false,
       },
       trailers,
@@ -142,9 +125,7 @@ test('onRequestTrailers sees the client trailers and changes them (sync, then as
 });
 
 test('intercepted TLS: client trailers reach an HTTPS upstream verified with the upstream CA', async () => {
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+  const { proxy, port } = await startTestProxy({
     filters: [
       {
         onRequestTrailers(exchange) {
@@ -153,11 +134,10 @@ test('intercepted TLS: client trailers reach an HTTPS upstream verified with the
       },
     ],
   });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', tlsUpstream.port, pki.proxyCaPem);
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   try {
     const reply = await send(
-      { host: 'localhost', port: tlsUpstream.port, path: '/tls', createConnection: () => socket },
+      { host: 'localhost', port: testbed.tls.port, path: '/tls', createConnection: () => socket },
       { 'x-checksum': 'tls1' },
     );
     expect(reply.status).toBe(200);
@@ -173,12 +153,11 @@ test('intercepted TLS: client trailers reach an HTTPS upstream verified with the
 });
 
 test('intercepted TLS: an upstream the proxy cannot verify is refused (no CA given) with a 502', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', tlsUpstream.port, pki.proxyCaPem);
+  const { proxy, port } = await startTestProxy({ upstreamCa: [] });
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   try {
     const reply = await send(
-      { host: 'localhost', port: tlsUpstream.port, path: '/tls', createConnection: () => socket },
+      { host: 'localhost', port: testbed.tls.port, path: '/tls', createConnection: () => socket },
       { 'x-checksum': 'tls1' },
     );
     expect(reply.status).toBe(502);
@@ -191,18 +170,17 @@ test('intercepted TLS: an upstream the proxy cannot verify is refused (no CA giv
 
 test('intercepted TLS: the insecure-host predicate lets an unverifiable upstream through, as on undici', async () => {
   const asked: string[] = [];
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
+  const { proxy, port } = await startTestProxy({
+    upstreamCa: [], // the system roots only: the predicate alone lets the upstream through
     insecureUpstreamHosts: (host) => {
       asked.push(host);
       return host === 'localhost';
     },
   });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', tlsUpstream.port, pki.proxyCaPem);
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   try {
     const reply = await send(
-      { host: 'localhost', port: tlsUpstream.port, path: '/tls', createConnection: () => socket },
+      { host: 'localhost', port: testbed.tls.port, path: '/tls', createConnection: () => socket },
       { 'x-checksum': 'tls2' },
     );
     expect(reply.status).toBe(200);
@@ -218,8 +196,7 @@ test('an unreachable upstream is classified like the undici path (502 HTTPMESH_U
   const closed = await startHttpUpstream(trailerEcho);
   const deadPort = closed.port;
   await closed.close();
-  const proxy = createMitmProxy({ ca: pki.proxyCa });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy();
   try {
     const reply = await send(
       { host: '127.0.0.1', port, path: `http://127.0.0.1:${deadPort}/t`, agent: false },
@@ -234,8 +211,7 @@ test('an unreachable upstream is classified like the undici path (502 HTTPMESH_U
 
 test('an upstream slower than the headers timeout gets a 504 HTTPMESH_UPSTREAM_TIMEOUT', async () => {
   const silent = await startHttpUpstream((req) => req.resume());
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamHeadersTimeoutMs: 100 });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy({ upstreamHeadersTimeoutMs: 100 });
   try {
     const reply = await send(
       { host: '127.0.0.1', port, path: `http://127.0.0.1:${silent.port}/t`, agent: false },
@@ -250,10 +226,9 @@ test('an upstream slower than the headers timeout gets a 504 HTTPMESH_UPSTREAM_T
 });
 
 test('an h2 client sending trailing HEADERS has them forwarded upstream', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', tlsUpstream.port, pki.proxyCaPem, ['h2']);
-  const session = http2.connect(`https://localhost:${tlsUpstream.port}`, { createConnection: () => socket });
+  const { proxy, port } = await startTestProxy();
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem, ['h2']);
+  const session = http2.connect(`https://localhost:${testbed.tls.port}`, { createConnection: () => socket });
   try {
     const stream = session.request(
       { ':path': '/grpc', ':method': 'POST', te: 'trailers' },

@@ -1,34 +1,20 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { MitmProxyError } from '../src/proxy/errors.js';
 import { createMitmProxy, type InterceptContext, type MitmProxy } from '../src/proxy/proxy.js';
 import {
   connectTunnel,
+  createTestProxy,
+  listenLoopback,
   rawRequest,
-  startHttpsUpstream,
-  startHttpUpstream,
-  type TestPki,
-  testPki,
-  type Upstream,
+  startTestProxy,
+  useUpstreams,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
-let pki: TestPki;
-let httpsUpstream: Upstream;
-let plainUpstream: Upstream;
-
-beforeAll(async () => {
-  pki = await testPki();
-  httpsUpstream = await startHttpsUpstream(undefined, { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem });
-  plainUpstream = await startHttpUpstream();
-});
-
-afterAll(async () => {
-  await httpsUpstream.close();
-  await plainUpstream.close();
-});
+const testbed = useUpstreams();
 
 interface Redirector {
   port: number;
@@ -42,15 +28,13 @@ async function redirector(
   destination: (port: number) => { address: string; port: number; family: 4 | 6 } | null | undefined,
 ): Promise<Redirector> {
   const state: Redirector = { port: 0, accepted: 0, close: () => server.close() };
-  const server = net.createServer((socket) => {
+  const { server, port } = await listenLoopback((socket) => {
     state.accepted++;
     const target = destination(state.port);
     if (target === undefined) proxy.handleConnection(socket);
     else proxy.handleConnection(socket, target);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  state.port = (server.address() as net.AddressInfo).port;
+  state.port = port;
   return state;
 }
 
@@ -90,9 +74,7 @@ describe('intercept(host, { tls, serverName, originalDestination })', () => {
   test('plain HTTP to an IP is intercepted while TLS without SNI to that IP passes through', async () => {
     const decisions: (InterceptContext & { host: string })[] = [];
     const filtered: string[] = [];
-    const proxy = createMitmProxy({
-      ca: pki.proxyCa,
-      upstreamCa: [pki.upstreamCaPem],
+    const { proxy } = await createTestProxy({
       // A transparent sidecar's rule: plain HTTP always, TLS only when SNI names the host.
       intercept: (host, context) => {
         decisions.push({ host, ...context });
@@ -100,8 +82,8 @@ describe('intercept(host, { tls, serverName, originalDestination })', () => {
       },
       filters: [{ onComplete: (exchange) => void filtered.push(exchange.path) }],
     });
-    const plainDestination = { address: '127.0.0.1', port: plainUpstream.port, family: 4 as const };
-    const tlsDestination = { address: '127.0.0.1', port: httpsUpstream.port, family: 4 as const };
+    const plainDestination = { address: '127.0.0.1', port: testbed.plain.port, family: 4 as const };
+    const tlsDestination = { address: '127.0.0.1', port: testbed.tls.port, family: 4 as const };
     const toPlain = await redirector(proxy, () => plainDestination);
     const toTls = await redirector(proxy, () => tlsDestination);
 
@@ -110,9 +92,11 @@ describe('intercept(host, { tls, serverName, originalDestination })', () => {
     expect(filtered).toEqual(['/t']); // intercepted: the exchange went through the filter chain
 
     // No SNI: spliced, so the client sees the upstream's own certificate.
-    expect(await tlsIssuer(toTls.port, undefined, pki.upstreamCaPem)).toBe('httpmesh test upstream CA');
+    expect(await tlsIssuer(toTls.port, undefined, testbed.pki.upstreamCaPem)).toBe(
+      'httpmesh test upstream CA',
+    );
     // With SNI: terminated with a leaf from the proxy CA.
-    expect(await tlsIssuer(toTls.port, 'localhost', pki.proxyCaPem)).toBe('httpmesh test proxy CA');
+    expect(await tlsIssuer(toTls.port, 'localhost', testbed.pki.proxyCaPem)).toBe('httpmesh test proxy CA');
     expect(filtered).toEqual(['/t', '/tls']);
 
     expect(decisions).toEqual([
@@ -127,29 +111,29 @@ describe('intercept(host, { tls, serverName, originalDestination })', () => {
 
   test('explicit CONNECT has no original destination; a one-argument intercept still works', async () => {
     const decisions: InterceptContext[] = [];
-    const proxy = createMitmProxy({
-      ca: pki.proxyCa,
-      upstreamCa: [pki.upstreamCaPem],
+    const { proxy, port } = await startTestProxy({
       intercept: (_host, context) => {
         decisions.push(context);
         return true;
       },
     });
-    const { port } = await proxy.listen(0);
-    const tunnel = await connectTunnel(port, `localhost:${httpsUpstream.port}`);
-    const socket = tls.connect({ socket: tunnel, servername: 'localhost', ca: pki.proxyCaPem });
+    const tunnel = await connectTunnel(port, `localhost:${testbed.tls.port}`);
+    const socket = tls.connect({ socket: tunnel, servername: 'localhost', ca: testbed.pki.proxyCaPem });
     await once(socket, 'secureConnect');
     expect(decisions).toEqual([{ tls: true, serverName: 'localhost', originalDestination: null }]);
     socket.destroy();
     await proxy.close();
 
-    const legacy = createMitmProxy({ ca: pki.proxyCa, intercept: (host: string) => host === 'nothing' });
+    const legacy = createMitmProxy({
+      ca: testbed.pki.proxyCa,
+      intercept: (host: string) => host === 'nothing',
+    });
     const legacyRedirect = await redirector(legacy, () => ({
       address: '127.0.0.1',
-      port: httpsUpstream.port,
+      port: testbed.tls.port,
       family: 4,
     }));
-    expect(await tlsIssuer(legacyRedirect.port, 'localhost', pki.upstreamCaPem)).toBe(
+    expect(await tlsIssuer(legacyRedirect.port, 'localhost', testbed.pki.upstreamCaPem)).toBe(
       'httpmesh test upstream CA',
     );
     legacyRedirect.close();
@@ -159,14 +143,14 @@ describe('intercept(host, { tls, serverName, originalDestination })', () => {
   test('a throwing intercept passes the connection through and is reported', async () => {
     const reported: MitmProxyError[] = [];
     const proxy = createMitmProxy({
-      ca: pki.proxyCa,
+      ca: testbed.pki.proxyCa,
       intercept: () => {
         throw new Error('rules not loaded');
       },
       onError: (error) => reported.push(error),
     });
-    const r = await redirector(proxy, () => ({ address: '127.0.0.1', port: httpsUpstream.port, family: 4 }));
-    expect(await tlsIssuer(r.port, 'localhost', pki.upstreamCaPem)).toBe('httpmesh test upstream CA');
+    const r = await redirector(proxy, () => ({ address: '127.0.0.1', port: testbed.tls.port, family: 4 }));
+    expect(await tlsIssuer(r.port, 'localhost', testbed.pki.upstreamCaPem)).toBe('httpmesh test upstream CA');
     expect(reported.map((e) => e.code)).toContain('HTTPMESH_FILTER_FAILED');
     r.close();
     await proxy.close();
@@ -175,13 +159,13 @@ describe('intercept(host, { tls, serverName, originalDestination })', () => {
 
 describe('never dialling ourselves', () => {
   test('an original destination equal to our own listener is ignored: plain HTTP is routed by Host', async () => {
-    const proxy = createMitmProxy({ ca: pki.proxyCa });
+    const proxy = createMitmProxy({ ca: testbed.pki.proxyCa });
     // Like conntrack on a connection that was not redirected: the "original" destination is us.
     const r = await redirector(proxy, (port) => ({ address: '127.0.0.1', port, family: 4 }));
-    const response = await plainGet(r.port, `localhost:${plainUpstream.port}`);
+    const response = await plainGet(r.port, `localhost:${testbed.plain.port}`);
     expect(response.status).toBe(200);
     expect((JSON.parse(response.body) as { headers: Record<string, string> }).headers['host']).toBe(
-      `localhost:${plainUpstream.port}`,
+      `localhost:${testbed.plain.port}`,
     );
     expect(r.accepted).toBe(1); // the proxy never connected back to its own listener
     r.close();
@@ -191,7 +175,7 @@ describe('never dialling ourselves', () => {
   test('an own-listener destination with TLS falls back to SNI (and its default port), not to us', async () => {
     const reported: MitmProxyError[] = [];
     const proxy = createMitmProxy({
-      ca: pki.proxyCa,
+      ca: testbed.pki.proxyCa,
       intercept: () => false,
       onError: (error) => reported.push(error),
     });
@@ -215,7 +199,7 @@ describe('never dialling ourselves', () => {
 
   test('a request whose target is our own listener gets 508 HTTPMESH_PROXY_LOOP', async () => {
     const reported: MitmProxyError[] = [];
-    const proxy = createMitmProxy({ ca: pki.proxyCa, onError: (error) => reported.push(error) });
+    const proxy = createMitmProxy({ ca: testbed.pki.proxyCa, onError: (error) => reported.push(error) });
     const { port } = await proxy.listen(0);
     const socket = net.connect(port, '127.0.0.1');
     await once(socket, 'connect');
@@ -239,7 +223,7 @@ describe('never dialling ourselves', () => {
 
     // A CONNECT to ourselves that would be spliced is dropped and reported.
     const passthrough = createMitmProxy({
-      ca: pki.proxyCa,
+      ca: testbed.pki.proxyCa,
       intercept: () => false,
       onError: (error) => reported.push(error),
     });

@@ -7,19 +7,19 @@ import type { ExchangeFilter, ExchangeSummary } from '../src/proxy/exchange.js';
 import { createMitmProxy, type MitmProxy } from '../src/proxy/proxy.js';
 import {
   connectTunnel,
+  createTestProxy,
+  listenLoopback,
+  listenRedirecting,
   rawRequest,
-  startHttpUpstream,
   startHttpsUpstream,
-  type TestPki,
-  testPki,
+  startTestProxy,
   tlsThroughProxy,
-  type Upstream,
+  upstreamCert,
+  useUpstreams,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
-let pki: TestPki;
-let upstream: Upstream;
-let plainUpstream: Upstream;
+const testbed = useUpstreams();
 let proxy: MitmProxy;
 let proxyPort: number;
 const completed: { exchangeId: number; summary: ExchangeSummary; authority: string }[] = [];
@@ -31,22 +31,14 @@ const recorder: ExchangeFilter = {
 };
 
 beforeAll(async () => {
-  pki = await testPki();
-  upstream = await startHttpsUpstream(undefined, { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem });
-  plainUpstream = await startHttpUpstream();
-  proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+  ({ proxy, port: proxyPort } = await startTestProxy({
     intercept: (host) => host !== '127.0.0.1',
     filters: [recorder],
-  });
-  proxyPort = (await proxy.listen(0)).port;
+  }));
 });
 
 afterAll(async () => {
   await proxy.close();
-  await upstream.close();
-  await plainUpstream.close();
 });
 
 function get(socket: net.Socket, host: string, path = '/hello', extra = ''): ReturnType<typeof rawRequest> {
@@ -57,7 +49,7 @@ describe('explicit proxy, plain HTTP', () => {
   test('absolute-URI request is forwarded with Host preserved and hop-by-hop headers removed', async () => {
     const socket = net.connect(proxyPort, '127.0.0.1');
     await once(socket, 'connect');
-    const authority = `127.0.0.1:${plainUpstream.port}`;
+    const authority = `127.0.0.1:${testbed.plain.port}`;
     const response = await rawRequest(
       socket,
       `GET http://${authority}/a?b=1 HTTP/1.1\r\nhost: ${authority}\r\nconnection: keep-alive, x-hop\r\n` +
@@ -89,37 +81,39 @@ describe('explicit proxy, plain HTTP', () => {
 
 describe('CONNECT interception', () => {
   test('client sees a leaf minted by the proxy CA and gets the upstream response over keep-alive', async () => {
-    const socket = await tlsThroughProxy(proxyPort, 'localhost', upstream.port, pki.proxyCaPem);
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
     const issuer = socket.getPeerCertificate().issuer;
     expect(issuer.CN).toBe('httpmesh test proxy CA');
-    const before = upstream.connections;
+    const before = testbed.tls.connections;
     for (let i = 0; i < 3; i++) {
-      const response = await get(socket, `localhost:${upstream.port}`, `/r${i}`);
+      const response = await get(socket, `localhost:${testbed.tls.port}`, `/r${i}`);
       expect(response.status).toBe(200);
       const echoed = JSON.parse(response.body) as { url: string; headers: Record<string, string> };
       expect(echoed.url).toBe(`/r${i}`);
-      expect(echoed.headers['host']).toBe(`localhost:${upstream.port}`);
+      expect(echoed.headers['host']).toBe(`localhost:${testbed.tls.port}`);
     }
     // Sequential requests reuse one pooled upstream connection.
-    expect(upstream.connections - before).toBeLessThanOrEqual(1);
+    expect(testbed.tls.connections - before).toBeLessThanOrEqual(1);
     socket.destroy();
   });
 
   test('non-intercepted host is spliced: the client sees the upstream certificate', async () => {
-    const socket = await tlsThroughProxy(proxyPort, '127.0.0.1', upstream.port, pki.upstreamCaPem);
+    const socket = await tlsThroughProxy(proxyPort, '127.0.0.1', testbed.tls.port, testbed.pki.upstreamCaPem);
     expect(socket.getPeerCertificate().issuer.CN).toBe('httpmesh test upstream CA');
-    const response = await get(socket, `127.0.0.1:${upstream.port}`);
+    const response = await get(socket, `127.0.0.1:${testbed.tls.port}`);
     expect(response.status).toBe(200);
     socket.destroy();
   });
 
   test('HTTP/2 is negotiated with clients offering h2', async () => {
-    const socket = await tlsThroughProxy(proxyPort, 'localhost', upstream.port, pki.proxyCaPem, [
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem, [
       'h2',
       'http/1.1',
     ]);
     expect(socket.alpnProtocol).toBe('h2');
-    const session = http2.connect(`https://localhost:${upstream.port}`, { createConnection: () => socket });
+    const session = http2.connect(`https://localhost:${testbed.tls.port}`, {
+      createConnection: () => socket,
+    });
     const stream = session.request({ ':path': '/h2', ':method': 'POST' });
     stream.end('hello body');
     const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
@@ -134,7 +128,7 @@ describe('CONNECT interception', () => {
       headers: Record<string, string>;
     };
     expect(echoed).toMatchObject({ url: '/h2', method: 'POST', bodyBytes: 10 });
-    expect(echoed.headers['host']).toBe(`localhost:${upstream.port}`);
+    expect(echoed.headers['host']).toBe(`localhost:${testbed.tls.port}`);
     session.close();
   });
 });
@@ -190,31 +184,30 @@ describe('bad input', () => {
   });
 
   test('garbage that looks like TLS inside a tunnel is dropped and reported', async () => {
-    const tunnel = await connectTunnel(proxyPort, `localhost:${upstream.port}`);
+    const tunnel = await connectTunnel(proxyPort, `localhost:${testbed.tls.port}`);
     tunnel.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x02, 0x00, 0x00, 0x01, 0x00]));
     await once(tunnel, 'close');
     expect(tunnel.destroyed).toBe(true);
   });
 
   test('plain HTTP inside a tunnel to an intercepted host is proxied as HTTP', async () => {
-    const tunnel = await connectTunnel(proxyPort, `localhost:${plainUpstream.port}`);
-    const response = await get(tunnel, `localhost:${plainUpstream.port}`, '/plain-in-tunnel');
+    const tunnel = await connectTunnel(proxyPort, `localhost:${testbed.plain.port}`);
+    const response = await get(tunnel, `localhost:${testbed.plain.port}`, '/plain-in-tunnel');
     expect(response.status).toBe(200);
     expect((JSON.parse(response.body) as { url: string }).url).toBe('/plain-in-tunnel');
     tunnel.destroy();
   });
 
   test('plain HTTP to a TLS upstream (HTTP on a TLS port) gets a clear 502', async () => {
-    const tunnel = await connectTunnel(proxyPort, `localhost:${upstream.port}`);
-    const response = await get(tunnel, `localhost:${upstream.port}`);
+    const tunnel = await connectTunnel(proxyPort, `localhost:${testbed.tls.port}`);
+    const response = await get(tunnel, `localhost:${testbed.tls.port}`);
     expect(response.status).toBe(502);
     expect(response.headers['x-httpmesh-error']).toMatch(/^HTTPMESH_UPSTREAM_/);
     tunnel.destroy();
   });
 
   test('slow client that never finishes its head gets 408', async () => {
-    const slowProxy = createMitmProxy({ ca: pki.proxyCa, headersTimeoutMs: 300 });
-    const { port } = await slowProxy.listen(0);
+    const { proxy: slowProxy, port } = await startTestProxy({ headersTimeoutMs: 300 });
     const socket = net.connect(port, '127.0.0.1');
     await once(socket, 'connect');
     socket.write('GET http://127.0.0.1:1/ HTTP/1.1\r\nhost: a\r\n');
@@ -236,7 +229,7 @@ describe('upstream failures', () => {
     await once(closed, 'listening');
     const deadPort = (closed.address() as net.AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    const socket = await tlsThroughProxy(proxyPort, 'localhost', deadPort, pki.proxyCaPem);
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', deadPort, testbed.pki.proxyCaPem);
     const response = await get(socket, `localhost:${deadPort}`);
     expect(response.status).toBe(502);
     expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_UPSTREAM_UNREACHABLE');
@@ -245,17 +238,20 @@ describe('upstream failures', () => {
   });
 
   test('upstream certificate from an untrusted CA gets 502 explaining why; per-host opt-out accepts it', async () => {
-    const rogue = await startHttpsUpstream(undefined, { key: pki.rogueKeyPem, cert: pki.rogueCertPem });
-    const socket = await tlsThroughProxy(proxyPort, 'localhost', rogue.port, pki.proxyCaPem);
+    const rogue = await startHttpsUpstream(undefined, {
+      key: testbed.pki.rogueKeyPem,
+      cert: testbed.pki.rogueCertPem,
+    });
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', rogue.port, testbed.pki.proxyCaPem);
     const response = await get(socket, `localhost:${rogue.port}`);
     expect(response.status).toBe(502);
     expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_UPSTREAM_CERT_INVALID');
     expect(response.body).toMatch(/verification failed for localhost/);
     socket.destroy();
 
-    const lenient = createMitmProxy({ ca: pki.proxyCa, insecureUpstreamHosts: ['localhost'] });
+    const lenient = createMitmProxy({ ca: testbed.pki.proxyCa, insecureUpstreamHosts: ['localhost'] });
     const { port } = await lenient.listen(0);
-    const socket2 = await tlsThroughProxy(port, 'localhost', rogue.port, pki.proxyCaPem);
+    const socket2 = await tlsThroughProxy(port, 'localhost', rogue.port, testbed.pki.proxyCaPem);
     expect((await get(socket2, `localhost:${rogue.port}`)).status).toBe(200);
     socket2.destroy();
     await lenient.close();
@@ -263,14 +259,11 @@ describe('upstream failures', () => {
   });
 
   test('upstream reset mid-response breaks the client response and is reported', async () => {
-    const resetting = await startHttpsUpstream(
-      (_req, res) => {
-        res.writeHead(200, { 'content-length': '100000' });
-        res.write(Buffer.alloc(1000, 1), () => res.socket?.destroy());
-      },
-      { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-    );
-    const socket = await tlsThroughProxy(proxyPort, 'localhost', resetting.port, pki.proxyCaPem);
+    const resetting = await startHttpsUpstream((_req, res) => {
+      res.writeHead(200, { 'content-length': '100000' });
+      res.write(Buffer.alloc(1000, 1), () => res.socket?.destroy());
+    }, upstreamCert(testbed.pki));
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', resetting.port, testbed.pki.proxyCaPem);
     const done = completed.length;
     await expect(get(socket, `localhost:${resetting.port}`)).rejects.toThrow(/connection closed/);
     await waitFor(() => completed.slice(done).some((c) => c.summary.errorCode === 'HTTPMESH_UPSTREAM_RESET'));
@@ -281,22 +274,19 @@ describe('upstream failures', () => {
   test('client abort mid-upload aborts the upstream request and frees everything', async () => {
     let upstreamAborted = false;
     let upstreamGotBytes = 0;
-    const sink = await startHttpsUpstream(
-      (req) => {
-        req.on('data', (chunk: Buffer) => {
-          upstreamGotBytes += chunk.length;
-        });
-        req.on('aborted', () => {
-          upstreamAborted = true;
-        });
-        req.on('close', () => {
-          if (!req.complete) upstreamAborted = true;
-        });
-      },
-      { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-    );
+    const sink = await startHttpsUpstream((req) => {
+      req.on('data', (chunk: Buffer) => {
+        upstreamGotBytes += chunk.length;
+      });
+      req.on('aborted', () => {
+        upstreamAborted = true;
+      });
+      req.on('close', () => {
+        if (!req.complete) upstreamAborted = true;
+      });
+    }, upstreamCert(testbed.pki));
     const done = completed.length;
-    const socket = await tlsThroughProxy(proxyPort, 'localhost', sink.port, pki.proxyCaPem);
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', sink.port, testbed.pki.proxyCaPem);
     socket.write(`POST /upload HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10000000\r\n\r\n`);
     socket.write(Buffer.alloc(64 * 1024, 7));
     await waitFor(() => upstreamGotBytes > 0);
@@ -317,9 +307,7 @@ describe('filter chain', () => {
   test('short-circuit, header mutation, upstream choice, async hooks and completion summary', async () => {
     const events: string[] = [];
     const summaries: ExchangeSummary[] = [];
-    const filtered = createMitmProxy({
-      ca: pki.proxyCa,
-      upstreamCa: [pki.upstreamCaPem],
+    const { proxy: filtered, port } = await startTestProxy({
       filters: [
         {
           onRequestHead(exchange) {
@@ -335,7 +323,7 @@ describe('filter chain', () => {
           async onRequestHead(exchange) {
             await new Promise((resolve) => setImmediate(resolve));
             if (exchange.path === '/reroute')
-              exchange.upstream = { ...exchange.upstream, protocol: 'http:', port: plainUpstream.port };
+              exchange.upstream = { ...exchange.upstream, protocol: 'http:', port: testbed.plain.port };
             return undefined;
           },
           async onResponseHead(exchange) {
@@ -348,8 +336,7 @@ describe('filter chain', () => {
         },
       ],
     });
-    const { port } = await filtered.listen(0);
-    const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+    const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
     const denied = await get(socket, 'localhost', '/deny');
     expect(denied).toMatchObject({ status: 403, body: 'denied' });
     expect(denied.headers['x-reason']).toBe('policy');
@@ -389,9 +376,7 @@ describe('filter chain', () => {
   });
 
   test('a throwing filter gives 500 HTTPMESH_FILTER_FAILED, not a crash', async () => {
-    const broken = createMitmProxy({
-      ca: pki.proxyCa,
-      upstreamCa: [pki.upstreamCaPem],
+    const { proxy: broken, port } = await startTestProxy({
       filters: [
         {
           onRequestHead() {
@@ -400,8 +385,7 @@ describe('filter chain', () => {
         },
       ],
     });
-    const { port } = await broken.listen(0);
-    const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+    const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
     const response = await get(socket, 'localhost');
     expect(response.status).toBe(500);
     expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_FILTER_FAILED');
@@ -412,7 +396,7 @@ describe('filter chain', () => {
 
 describe('WebSocket and transparent mode (pinning: proxy-pinning.test.ts)', () => {
   test('WebSocket upgrade is proxied end to end through an intercepted tunnel', async () => {
-    const socket = await tlsThroughProxy(proxyPort, 'localhost', upstream.port, pki.proxyCaPem);
+    const socket = await tlsThroughProxy(proxyPort, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
     socket.write(
       'GET /ws HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: Upgrade\r\n' +
         'sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n',
@@ -442,13 +426,13 @@ describe('WebSocket and transparent mode (pinning: proxy-pinning.test.ts)', () =
   });
 
   test('transparent mode: handleConnection intercepts by SNI and dials the original destination', async () => {
-    const redirector = net.createServer((socket) =>
-      proxy.handleConnection(socket, { address: '127.0.0.1', port: upstream.port, family: 4 }),
-    );
-    redirector.listen(0, '127.0.0.1');
-    await once(redirector, 'listening');
-    const port = (redirector.address() as net.AddressInfo).port;
-    const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: pki.proxyCaPem });
+    const { server: redirector, port } = await listenRedirecting(proxy, testbed.tls.port);
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port,
+      servername: 'localhost',
+      ca: testbed.pki.proxyCaPem,
+    });
     await once(socket, 'secureConnect');
     expect(socket.getPeerCertificate().issuer.CN).toBe('httpmesh test proxy CA');
     const response = await get(socket, 'localhost', '/transparent');
@@ -457,34 +441,24 @@ describe('WebSocket and transparent mode (pinning: proxy-pinning.test.ts)', () =
     socket.destroy();
 
     // No SNI: the certificate is minted for the original destination IP (an explicitly intercepted IP).
-    const ipProxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-    const ipRedirector = net.createServer((s) =>
-      ipProxy.handleConnection(s, { address: '127.0.0.1', port: upstream.port, family: 4 }),
-    );
-    ipRedirector.listen(0, '127.0.0.1');
-    await once(ipRedirector, 'listening');
-    const ipSocket = tls.connect({
-      host: '127.0.0.1',
-      port: (ipRedirector.address() as net.AddressInfo).port,
-      ca: pki.proxyCaPem,
-    });
+    const { proxy: ipProxy } = await createTestProxy();
+    const ipRedirector = await listenRedirecting(ipProxy, testbed.tls.port);
+    const ipSocket = tls.connect({ host: '127.0.0.1', port: ipRedirector.port, ca: testbed.pki.proxyCaPem });
     await once(ipSocket, 'secureConnect');
     expect(ipSocket.getPeerCertificate().subjectaltname).toContain('IP Address:127.0.0.1');
     expect((await get(ipSocket, '127.0.0.1', '/no-sni')).status).toBe(200);
     ipSocket.destroy();
-    ipRedirector.close();
+    ipRedirector.server.close();
     await ipProxy.close();
     redirector.close();
   });
 });
 
 test('transparent mode without an original destination routes plain HTTP by Host', async () => {
-  const redirector = net.createServer((socket) => proxy.handleConnection(socket, null));
-  redirector.listen(0, '127.0.0.1');
-  await once(redirector, 'listening');
-  const socket = net.connect((redirector.address() as net.AddressInfo).port, '127.0.0.1');
+  const { server: redirector, port } = await listenLoopback((socket) => proxy.handleConnection(socket, null));
+  const socket = net.connect(port, '127.0.0.1');
   await once(socket, 'connect');
-  const response = await get(socket, `localhost:${plainUpstream.port}`, '/by-host');
+  const response = await get(socket, `localhost:${testbed.plain.port}`, '/by-host');
   expect(response.status).toBe(200);
   expect((JSON.parse(response.body) as { url: string }).url).toBe('/by-host');
   const noHost = await rawRequest(socket, 'GET / HTTP/1.1\r\n\r\n');
@@ -498,17 +472,13 @@ test('transparent mode dials the original destination address while verifying th
   const svcCa = await CertificateAuthority.create({ commonName: 'svc upstream CA' });
   const svcLeaf = await svcCa.issueLeaf(['svc.invalid']);
   const svc = await startHttpsUpstream(undefined, { key: svcLeaf.keyPem, cert: svcLeaf.chainPem });
-  const transparent = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [svcCa.certPem] });
-  const redirector = net.createServer((s) =>
-    transparent.handleConnection(s, { address: '127.0.0.1', port: svc.port, family: 4 }),
-  );
-  redirector.listen(0, '127.0.0.1');
-  await once(redirector, 'listening');
+  const { proxy: transparent } = await createTestProxy({ upstreamCa: [svcCa.certPem] });
+  const { server: redirector, port } = await listenRedirecting(transparent, svc.port);
   const socket = tls.connect({
     host: '127.0.0.1',
-    port: (redirector.address() as net.AddressInfo).port,
+    port,
     servername: 'svc.invalid',
-    ca: pki.proxyCaPem,
+    ca: testbed.pki.proxyCaPem,
   });
   await once(socket, 'secureConnect');
   // `.invalid` never resolves: a 200 proves the proxy dialled 127.0.0.1 and verified "svc.invalid".
@@ -526,7 +496,7 @@ test('transparent mode dials the original destination address while verifying th
 test('upstreamHttp2 negotiates h2 with upstreams that accept it', async () => {
   const { default: http2 } = await import('node:http2');
   const h2Upstream = http2.createSecureServer(
-    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem, allowHTTP1: true },
+    { ...upstreamCert(testbed.pki), allowHTTP1: true },
     (req, res) => {
       const body = `version=${req.httpVersion} authority=${req.headers[':authority'] ?? req.headers.host}`;
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
@@ -536,8 +506,8 @@ test('upstreamHttp2 negotiates h2 with upstreams that accept it', async () => {
   h2Upstream.listen(0, '127.0.0.1');
   await once(h2Upstream, 'listening');
   const port = (h2Upstream.address() as net.AddressInfo).port;
-  const h2Proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem], upstreamHttp2: true });
-  const socket = await tlsThroughProxy((await h2Proxy.listen(0)).port, 'localhost', port, pki.proxyCaPem);
+  const { proxy: h2Proxy, port: h2ProxyPort } = await startTestProxy({ upstreamHttp2: true });
+  const socket = await tlsThroughProxy(h2ProxyPort, 'localhost', port, testbed.pki.proxyCaPem);
   const response = await get(socket, `localhost:${port}`, '/');
   expect(response.status).toBe(200);
   expect(response.body).toBe(`version=2.0 authority=localhost:${port}`);
@@ -547,11 +517,9 @@ test('upstreamHttp2 negotiates h2 with upstreams that accept it', async () => {
 });
 
 test('transparent plain HTTP also gets 408 for a head that never completes', async () => {
-  const slow = createMitmProxy({ ca: pki.proxyCa, headersTimeoutMs: 300 });
-  const redirector = net.createServer((s) => slow.handleConnection(s, null));
-  redirector.listen(0, '127.0.0.1');
-  await once(redirector, 'listening');
-  const socket = net.connect((redirector.address() as net.AddressInfo).port, '127.0.0.1');
+  const { proxy: slow } = await createTestProxy({ headersTimeoutMs: 300 });
+  const { server: redirector, port } = await listenLoopback((s) => slow.handleConnection(s, null));
+  const socket = net.connect(port, '127.0.0.1');
   await once(socket, 'connect');
   socket.write('GET / HTTP/1.1\r\nhost: a\r\n');
   let data = '';
@@ -565,7 +533,7 @@ test('transparent plain HTTP also gets 408 for a head that never completes', asy
 });
 
 test('limits apply inside intercepted TLS too: oversized head gets 431', async () => {
-  const socket = await tlsThroughProxy(proxyPort, 'localhost', upstream.port, pki.proxyCaPem);
+  const socket = await tlsThroughProxy(proxyPort, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   const response = await rawRequest(
     socket,
     `GET / HTTP/1.1\r\nhost: localhost\r\nx-big: ${'b'.repeat(20_000)}\r\n\r\n`,
@@ -577,9 +545,7 @@ test('limits apply inside intercepted TLS too: oversized head gets 431', async (
 
 test('a filter may buffer the request body under a hard cap; over the cap the client gets 413', async () => {
   const inspected: string[] = [];
-  const inspecting = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+  const { proxy: inspecting, port } = await startTestProxy({
     filters: [
       {
         async onRequestHead(exchange) {
@@ -591,8 +557,7 @@ test('a filter may buffer the request body under a hard cap; over the cap the cl
       },
     ],
   });
-  const { port } = await inspecting.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   const post = (body: string, chunked = false): ReturnType<typeof rawRequest> =>
     rawRequest(
       socket,
@@ -617,15 +582,10 @@ test('a filter may buffer the request body under a hard cap; over the cap the cl
 
 test('a timeout policy set by a filter gives 504 when the upstream is too slow', async () => {
   let release: (() => void) | undefined;
-  const slowUpstream = await startHttpsUpstream(
-    (_req, res) => {
-      release = () => res.end('late');
-    },
-    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-  );
-  const timed = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+  const slowUpstream = await startHttpsUpstream((_req, res) => {
+    release = () => res.end('late');
+  }, upstreamCert(testbed.pki));
+  const { proxy: timed, port } = await startTestProxy({
     filters: [
       {
         onRequestHead(exchange) {
@@ -635,12 +595,7 @@ test('a timeout policy set by a filter gives 504 when the upstream is too slow',
       },
     ],
   });
-  const socket = await tlsThroughProxy(
-    (await timed.listen(0)).port,
-    'localhost',
-    slowUpstream.port,
-    pki.proxyCaPem,
-  );
+  const socket = await tlsThroughProxy(port, 'localhost', slowUpstream.port, testbed.pki.proxyCaPem);
   const response = await get(socket, 'localhost', '/slow');
   expect(response.status).toBe(504);
   expect(response.headers['x-httpmesh-error']).toBe('HTTPMESH_UPSTREAM_TIMEOUT');
