@@ -4,39 +4,18 @@
  * the framing follows the new bytes, misuse and transform failures fail the exchange.
  */
 import http from 'node:http';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { ExchangeFilter, ExchangeSummary } from '../src/proxy/exchange.js';
-import { createMitmProxy } from '../src/proxy/proxy.js';
-import {
-  startHttpsUpstream,
-  type TestPki,
-  testPki,
-  tlsThroughProxy,
-  type Upstream,
-  waitFor,
-} from './fixtures/proxy-harness.js';
+import { startTestProxy, tlsThroughProxy, useTlsUpstream, waitFor } from './fixtures/proxy-harness.js';
 
-let pki: TestPki;
-let upstream: Upstream;
-
-beforeAll(async () => {
-  pki = await testPki();
-  upstream = await startHttpsUpstream(
-    (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = `${req.headers['content-length'] ?? 'chunked'}|${Buffer.concat(chunks).toString()}`;
-        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-        res.end(body);
-      });
-    },
-    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-  );
-});
-
-afterAll(async () => {
-  await upstream.close();
+const testbed = useTlsUpstream((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const body = `${req.headers['content-length'] ?? 'chunked'}|${Buffer.concat(chunks).toString()}`;
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
 });
 
 interface Reply {
@@ -47,15 +26,14 @@ interface Reply {
 
 /** One POST through the proxy with node:http; rejects when the response is broken off. */
 async function post(filters: ExchangeFilter[], body: string): Promise<Reply> {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem], filters });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const { proxy, port } = await startTestProxy({ filters });
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   try {
     return await new Promise<Reply>((resolve, reject) => {
       const req = http.request(
         {
           host: 'localhost',
-          port: upstream.port,
+          port: testbed.tls.port,
           method: 'POST',
           path: '/t',
           createConnection: () => socket,

@@ -1,69 +1,60 @@
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, expect, test } from 'vitest';
 import { createMitmProxy } from '../src/proxy/proxy.js';
 import {
+  createTestProxy,
+  listenLoopback,
   rawRequest,
-  startHttpsUpstream,
-  type TestPki,
-  testPki,
+  startTestProxy,
   tlsThroughProxy,
-  type Upstream,
+  useTlsUpstream,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
-let pki: TestPki;
-let upstream: Upstream;
 const held: (() => void)[] = [];
 
-beforeAll(async () => {
-  pki = await testPki();
-  // `/slow` is answered only when the test releases it; everything else at once.
-  upstream = await startHttpsUpstream(
-    (req, res) => {
-      const answer = (): void => {
-        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '4' });
-        res.end(req.url === '/slow' ? 'slow' : 'fast');
-      };
-      req.resume();
-      if (req.url === '/stream') {
-        // Head and half the body now, the rest when released.
-        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '10' });
-        res.write('hello');
-        held.push(() => res.end('world'));
-        return;
-      }
-      if (req.url === '/slow') held.push(answer);
-      else answer();
-    },
-    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-  );
+// `/slow` is answered only when the test releases it; everything else at once.
+const testbed = useTlsUpstream((req, res) => {
+  const answer = (): void => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '4' });
+    res.end(req.url === '/slow' ? 'slow' : 'fast');
+  };
+  req.resume();
+  if (req.url === '/stream') {
+    // Head and half the body now, the rest when released.
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '10' });
+    res.write('hello');
+    held.push(() => res.end('world'));
+    return;
+  }
+  if (req.url === '/slow') held.push(answer);
+  else answer();
 });
 
-afterAll(async () => {
+// Registered after the upstream's own hook, so it runs before the upstream closes (after-hooks run in reverse).
+afterAll(() => {
   for (const release of held) release();
-  await upstream.close();
 });
 
 function absolute(path: string): string {
-  return `GET https://localhost:${upstream.port}${path} HTTP/1.1\r\nhost: localhost:${upstream.port}\r\n\r\n`;
+  return `GET https://localhost:${testbed.tls.port}${path} HTTP/1.1\r\nhost: localhost:${testbed.tls.port}\r\n\r\n`;
 }
 
 test('stopAccepting: new connections are refused, idle ones closed, the in-flight exchange completes with Connection: close', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy();
 
   // An idle keep-alive plain connection and an idle intercepted TLS tunnel.
   const idlePlain = net.connect(port, '127.0.0.1');
   await once(idlePlain, 'connect');
   expect((await rawRequest(idlePlain, absolute('/fast'))).status).toBe(200);
-  const idleTls = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const idleTls = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   expect((await rawRequest(idleTls, `GET /fast HTTP/1.1\r\nhost: localhost\r\n\r\n`)).status).toBe(200);
   const idleClosed = Promise.all([once(idlePlain, 'close'), once(idleTls, 'close')]);
 
   // A busy connection: its request waits at the upstream.
-  const busy = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const busy = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   const busyClosed = once(busy, 'close');
   const slowResponse = rawRequest(busy, `GET /slow HTTP/1.1\r\nhost: localhost\r\n\r\n`);
   await waitFor(() => held.length === 1);
@@ -88,11 +79,10 @@ test('stopAccepting: new connections are refused, idle ones closed, the in-fligh
 });
 
 test('stopAccepting sends HTTP/2 clients GOAWAY while their open stream finishes', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem, ['h2']);
+  const { proxy, port } = await startTestProxy();
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem, ['h2']);
   expect(socket.alpnProtocol).toBe('h2');
-  const session = http2.connect(`https://localhost:${upstream.port}`, { createConnection: () => socket });
+  const session = http2.connect(`https://localhost:${testbed.tls.port}`, { createConnection: () => socket });
   const goaway = once(session, 'goaway');
   const stream = session.request({ ':path': '/slow' });
   stream.end();
@@ -113,7 +103,7 @@ test('stopAccepting sends HTTP/2 clients GOAWAY while their open stream finishes
 });
 
 test('stopAccepting without a listener and twice is harmless; close() still ends everything', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa });
+  const proxy = createMitmProxy({ ca: testbed.pki.proxyCa });
   await proxy.stopAccepting();
   await proxy.stopAccepting();
   expect(proxy.stats.draining).toBe(true);
@@ -122,9 +112,8 @@ test('stopAccepting without a listener and twice is harmless; close() still ends
 });
 
 test('a response whose head was already sent when draining began finishes, then its connection closes', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const { proxy, port } = await startTestProxy();
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   let received = '';
   socket.on('data', (chunk: Buffer) => {
     received += chunk.toString('latin1');
@@ -144,10 +133,8 @@ test('a response whose head was already sent when draining began finishes, then 
 });
 
 test('acceptConnection serves explicit-proxy sockets from the caller’s own listener (plain, CONNECT + TLS, loop refused)', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const server = net.createServer((socket) => proxy.acceptConnection(socket));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
+  const { proxy } = await createTestProxy();
+  const { server, port } = await listenLoopback((socket) => proxy.acceptConnection(socket));
   try {
     const plain = net.connect(port, '127.0.0.1');
     await once(plain, 'connect');
@@ -155,7 +142,7 @@ test('acceptConnection serves explicit-proxy sockets from the caller’s own lis
     expect(first).toMatchObject({ status: 200, body: 'fast' });
     plain.destroy();
 
-    const tls = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+    const tls = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
     const intercepted = await rawRequest(tls, 'GET /fast HTTP/1.1\r\nhost: localhost\r\n\r\n');
     expect(intercepted).toMatchObject({ status: 200, body: 'fast' });
     expect(proxy.stats.tlsHandshakes).toBe(1);
@@ -178,8 +165,7 @@ test('acceptConnection serves explicit-proxy sockets from the caller’s own lis
 });
 
 test('stopAccepting({ closeListener: false }) keeps the listener open; what it accepts is served with Connection: close', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy();
   const idle = net.connect(port, '127.0.0.1');
   await once(idle, 'connect');
   expect((await rawRequest(idle, absolute('/fast'))).status).toBe(200);

@@ -12,40 +12,28 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { createMitmProxy, type MitmProxy } from '../src/proxy/proxy.js';
+import type { MitmProxy } from '../src/proxy/proxy.js';
 import {
   connectTunnel,
+  okHandler,
   rawRequest,
-  startHttpsUpstream,
-  type TestPki,
-  testPki,
+  startTestProxy,
   tlsThroughProxy,
-  type Upstream,
+  useTlsUpstream,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'httpmesh-pinning-'));
-let pki: TestPki;
-let upstream: Upstream;
+const testbed = useTlsUpstream(okHandler);
 let upstreamCaFile = '';
 
-beforeAll(async () => {
-  pki = await testPki();
-  upstream = await startHttpsUpstream(
-    (req, res) => {
-      req.resume();
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
-      res.end('ok');
-    },
-    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-  );
+beforeAll(() => {
   upstreamCaFile = join(dir, 'upstream-ca.pem');
-  writeFileSync(upstreamCaFile, pki.upstreamCaPem);
+  writeFileSync(upstreamCaFile, testbed.pki.upstreamCaPem);
 });
 
-afterAll(async () => {
-  await upstream.close();
+afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -59,13 +47,13 @@ function pinningCurl(proxyPort: number) {
     `http://127.0.0.1:${proxyPort}`,
     '--cacert',
     upstreamCaFile,
-    `https://localhost:${upstream.port}/pinned`,
+    `https://localhost:${testbed.tls.port}/pinned`,
   ]);
 }
 
 /** An intercepted request still works (the host was not pinned): our CA is what the client sees. */
 async function stillIntercepted(proxy: MitmProxy, port: number): Promise<void> {
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   expect(socket.getPeerX509Certificate()?.issuer).toContain('httpmesh test proxy CA');
   expect((await rawRequest(socket, 'GET / HTTP/1.1\r\nhost: localhost\r\n\r\n')).status).toBe(200);
   socket.destroy();
@@ -73,14 +61,13 @@ async function stillIntercepted(proxy: MitmProxy, port: number): Promise<void> {
 }
 
 test('a certificate-rejection alert pins the host: the next connection passes through to the real certificate', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy();
   try {
     await expect(pinningCurl(port)).rejects.toMatchObject({ code: 60 });
     await waitFor(() => proxy.stats.pinnedHosts === 1);
     expect((await pinningCurl(port)).stdout).toBe('ok');
     // Passthrough now also for a Node client: it sees the upstream's own certificate.
-    const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.upstreamCaPem);
+    const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.upstreamCaPem);
     expect(socket.getPeerX509Certificate()?.issuer).toContain('httpmesh test upstream CA');
     socket.destroy();
   } finally {
@@ -89,12 +76,7 @@ test('a certificate-rejection alert pins the host: the next connection passes th
 });
 
 test('with pinning disabled the alert is reported but nothing is remembered', async () => {
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
-    pinning: { enabled: false },
-  });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy({ pinning: { enabled: false } });
   try {
     await expect(pinningCurl(port)).rejects.toMatchObject({ code: 60 });
     await expect(pinningCurl(port)).rejects.toMatchObject({ code: 60 });
@@ -105,16 +87,10 @@ test('with pinning disabled the alert is reported but nothing is remembered', as
 });
 
 test('a client that closes right after a successful handshake does not pin its host', async () => {
-  const errors: unknown[] = [];
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
-    onError: (e) => errors.push(e),
-  });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy();
   try {
     for (let i = 0; i < 3; i++) {
-      const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+      const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
       const closed = once(socket, 'close');
       socket.end(); // no request at all (a pool probe, a cancelled call)
       await closed;
@@ -128,13 +104,12 @@ test('a client that closes right after a successful handshake does not pin its h
 });
 
 test('a client that resets mid-handshake, or verifies after it and closes (Node), does not pin its host', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const { port } = await proxy.listen(0);
+  const { proxy, port } = await startTestProxy();
   try {
     // Reset as soon as the client has our ServerHello (its first key-log line is derived from it), i.e.
     // mid-handshake, with our certificate on the wire.
-    const tunnel = await connectTunnel(port, `localhost:${upstream.port}`);
-    const client = tls.connect({ socket: tunnel, servername: 'localhost', ca: pki.proxyCaPem });
+    const tunnel = await connectTunnel(port, `localhost:${testbed.tls.port}`);
+    const client = tls.connect({ socket: tunnel, servername: 'localhost', ca: testbed.pki.proxyCaPem });
     client.on('error', () => {});
     await once(client, 'keylog');
     tunnel.resetAndDestroy();
@@ -143,7 +118,9 @@ test('a client that resets mid-handshake, or verifies after it and closes (Node)
 
     // Node verifies after the handshake and closes without an alert: not distinguishable from a healthy
     // client closing, so not pinned (curl, above, sends unknown_ca and is).
-    await expect(tlsThroughProxy(port, 'localhost', upstream.port, pki.upstreamCaPem)).rejects.toThrow();
+    await expect(
+      tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.upstreamCaPem),
+    ).rejects.toThrow();
     await waitFor(() => proxy.stats.openClientSockets === 0);
     await stillIntercepted(proxy, port);
   } finally {

@@ -5,16 +5,13 @@
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { ExchangeFilter, ExchangeSummary } from '../src/proxy/exchange.js';
-import { createMitmProxy } from '../src/proxy/proxy.js';
 import {
   rawRequest,
-  startHttpsUpstream,
-  type TestPki,
-  testPki,
+  startTestProxy,
   tlsThroughProxy,
-  type Upstream,
+  useTlsUpstream,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
@@ -24,33 +21,20 @@ interface Received {
   transferEncoding: string | null;
 }
 
-let pki: TestPki;
-let upstream: Upstream;
-
-beforeAll(async () => {
-  pki = await testPki();
-  // Answers with what it received: body bytes and the framing headers.
-  upstream = await startHttpsUpstream(
-    (req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const received: Received = {
-          body: Buffer.concat(chunks).toString(),
-          contentLength: req.headers['content-length'] ?? null,
-          transferEncoding: req.headers['transfer-encoding'] ?? null,
-        };
-        const text = JSON.stringify(received);
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-        res.end(text);
-      });
-    },
-    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-  );
-});
-
-afterAll(async () => {
-  await upstream.close();
+// Answers with what it received: body bytes and the framing headers.
+const testbed = useTlsUpstream((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const received: Received = {
+      body: Buffer.concat(chunks).toString(),
+      contentLength: req.headers['content-length'] ?? null,
+      transferEncoding: req.headers['transfer-encoding'] ?? null,
+    };
+    const text = JSON.stringify(received);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  });
 });
 
 /** Redacts digits in the body (a string), and turns the body of /bytes into raw bytes. */
@@ -69,13 +53,10 @@ const redacting: ExchangeFilter = {
 
 test('HTTP/1.1: the replacement is sent with its own content-length (length-framed and chunked clients)', async () => {
   const summaries: ExchangeSummary[] = [];
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+  const { proxy, port } = await startTestProxy({
     filters: [redacting, { onComplete: (_e, summary) => void summaries.push(summary) }],
   });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   try {
     const card = 'card=4111111111111111;name=ann';
     const plain = await rawRequest(
@@ -117,10 +98,9 @@ test('HTTP/1.1: the replacement is sent with its own content-length (length-fram
 });
 
 test('h2 client: the replacement reaches the upstream with a fixed-up content-length', async () => {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem], filters: [redacting] });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem, ['h2']);
-  const session = http2.connect(`https://localhost:${upstream.port}`, { createConnection: () => socket });
+  const { proxy, port } = await startTestProxy({ filters: [redacting] });
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem, ['h2']);
+  const session = http2.connect(`https://localhost:${testbed.tls.port}`, { createConnection: () => socket });
   try {
     const post = async (headers: http2.OutgoingHttpHeaders, body: string): Promise<Received> => {
       const stream = session.request({ ':method': 'POST', ...headers });
@@ -153,9 +133,7 @@ test('h2 client: the replacement reaches the upstream with a fixed-up content-le
 test('misuse: replacing before reading or after forwarding is refused (500 / reported), nothing sent silently', async () => {
   const errors: unknown[] = [];
   let late: (() => void) | undefined;
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+  const { proxy, port } = await startTestProxy({
     filters: [
       {
         onRequestHead(exchange) {
@@ -168,8 +146,7 @@ test('misuse: replacing before reading or after forwarding is refused (500 / rep
       },
     ],
   });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   try {
     const unread = await rawRequest(
       socket,

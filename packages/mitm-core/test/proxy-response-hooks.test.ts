@@ -1,80 +1,64 @@
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { expect, test } from 'vitest';
 import type { ExchangeFilter, ExchangeSummary } from '../src/proxy/exchange.js';
-import { createMitmProxy } from '../src/proxy/proxy.js';
 import {
   rawRequest,
-  startHttpsUpstream,
-  type TestPki,
-  testPki,
+  startTestProxy,
   tlsThroughProxy,
-  type Upstream,
+  useTlsUpstream,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
-let pki: TestPki;
-let upstream: Upstream;
 /** Set when the upstream's endless response was torn down by the proxy. */
 let endlessAborted = 0;
 
-beforeAll(async () => {
-  pki = await testPki();
-  upstream = await startHttpsUpstream(
-    (req, res) => {
-      req.resume();
-      if (req.url === '/chunked') {
-        // No content-length: chunked on the wire, in three writes.
-        res.writeHead(200, { 'content-type': 'text/plain', 'x-origin': 'upstream' });
-        res.write('account=42;');
-        res.write('token=s3cr3t;');
-        res.end('end');
-        return;
+const testbed = useTlsUpstream((req, res) => {
+  req.resume();
+  if (req.url === '/chunked') {
+    // No content-length: chunked on the wire, in three writes.
+    res.writeHead(200, { 'content-type': 'text/plain', 'x-origin': 'upstream' });
+    res.write('account=42;');
+    res.write('token=s3cr3t;');
+    res.end('end');
+    return;
+  }
+  if (req.url === '/big') {
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < 16) {
+        sent++;
+        if (!res.write(chunk)) {
+          res.once('drain', pump);
+          return;
+        }
       }
-      if (req.url === '/big') {
-        const chunk = Buffer.alloc(64 * 1024, 0x61);
-        res.writeHead(200, { 'content-type': 'application/octet-stream' });
-        let sent = 0;
-        const pump = (): void => {
-          while (sent < 16) {
-            sent++;
-            if (!res.write(chunk)) {
-              res.once('drain', pump);
-              return;
-            }
-          }
-          res.end();
-        };
-        pump();
-        return;
-      }
-      if (req.url === '/endless') {
-        res.writeHead(200, { 'content-type': 'application/octet-stream' });
-        const timer = setInterval(() => res.write(Buffer.alloc(1024)), 5);
-        res.on('close', () => {
-          clearInterval(timer);
-          if (!res.writableFinished) endlessAborted++;
-        });
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
-      res.end('ok');
-    },
-    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-  );
-});
-
-afterAll(async () => {
-  await upstream.close();
+      res.end();
+    };
+    pump();
+    return;
+  }
+  if (req.url === '/endless') {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    const timer = setInterval(() => res.write(Buffer.alloc(1024)), 5);
+    res.on('close', () => {
+      clearInterval(timer);
+      if (!res.writableFinished) endlessAborted++;
+    });
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
+  res.end('ok');
 });
 
 async function withProxy(
   filters: ExchangeFilter[],
   run: (get: (path: string) => ReturnType<typeof rawRequest>) => Promise<void>,
 ): Promise<void> {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem], filters });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const { proxy, port } = await startTestProxy({ filters });
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   try {
     await run((path) => rawRequest(socket, `GET ${path} HTTP/1.1\r\nhost: localhost\r\n\r\n`));
   } finally {
@@ -162,9 +146,7 @@ test('readResponseBody buffers the body for a body-phase filter: forward it, or 
 });
 
 test('a rewritten body reaches HTTP/2 clients too', async () => {
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+  const { proxy, port } = await startTestProxy({
     filters: [
       {
         async onResponseHead(exchange) {
@@ -174,9 +156,8 @@ test('a rewritten body reaches HTTP/2 clients too', async () => {
       },
     ],
   });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem, ['h2']);
-  const session = http2.connect(`https://localhost:${upstream.port}`, { createConnection: () => socket });
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem, ['h2']);
+  const session = http2.connect(`https://localhost:${testbed.tls.port}`, { createConnection: () => socket });
   const stream = session.request({ ':path': '/chunked' });
   stream.end();
   const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
@@ -217,9 +198,7 @@ test('a response body over the cap gives 502 HTTPMESH_RESPONSE_BODY_TOO_LARGE; m
 
 test('without body hooks a 1 MiB response still streams through a response-head filter', async () => {
   let sawHead = 0;
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+  const { proxy, port } = await startTestProxy({
     filters: [
       {
         async onResponseHead() {
@@ -229,8 +208,7 @@ test('without body hooks a 1 MiB response still streams through a response-head 
       },
     ],
   });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', upstream.port, pki.proxyCaPem);
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   socket.write('GET /big HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n');
   let received = 0;
   for await (const chunk of socket) received += (chunk as Buffer).length;

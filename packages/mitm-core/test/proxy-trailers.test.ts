@@ -10,35 +10,28 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { ExchangeFilter, ExchangeSummary } from '../src/proxy/exchange.js';
-import { createMitmProxy } from '../src/proxy/proxy.js';
 import {
-  startHttpsUpstream,
-  type TestPki,
-  testPki,
+  startTestProxy,
   tlsThroughProxy,
-  type Upstream,
+  upstreamCert,
+  useTlsUpstream,
   waitFor,
 } from './fixtures/proxy-harness.js';
 
-let pki: TestPki;
-let h1Upstream: Upstream;
+/** The HTTP/1.1 upstream (`testbed.tls`): a chunked body ending with trailers. */
+const testbed = useTlsUpstream((req, res) => {
+  req.resume();
+  res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum, x-status' });
+  res.write('part1;');
+  res.write('part2');
+  res.addTrailers({ 'x-checksum': 'abc123', 'x-status': 'ok' });
+  res.end();
+});
 let h2Upstream: http2.Http2SecureServer;
 let h2Port = 0;
 
 beforeAll(async () => {
-  pki = await testPki();
-  h1Upstream = await startHttpsUpstream(
-    (req, res) => {
-      req.resume();
-      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum, x-status' });
-      res.write('part1;');
-      res.write('part2');
-      res.addTrailers({ 'x-checksum': 'abc123', 'x-status': 'ok' });
-      res.end();
-    },
-    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-  );
-  h2Upstream = http2.createSecureServer({ key: pki.upstreamKeyPem, cert: pki.upstreamCertPem });
+  h2Upstream = http2.createSecureServer(upstreamCert(testbed.pki));
   h2Upstream.on('stream', (stream) => {
     stream.resume();
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
@@ -51,7 +44,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await h1Upstream.close();
   await new Promise((resolve) => h2Upstream.close(resolve));
 });
 
@@ -59,15 +51,14 @@ afterAll(async () => {
 async function h1Get(
   filters: ExchangeFilter[],
 ): Promise<{ status: number; body: string; trailers: NodeJS.Dict<string> }> {
-  const proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem], filters });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', h1Upstream.port, pki.proxyCaPem);
+  const { proxy, port } = await startTestProxy({ filters });
+  const socket = await tlsThroughProxy(port, 'localhost', testbed.tls.port, testbed.pki.proxyCaPem);
   try {
     return await new Promise((resolve, reject) => {
       const req = http.request(
         {
           host: 'localhost',
-          port: h1Upstream.port,
+          port: testbed.tls.port,
           path: '/t',
           createConnection: () => socket,
         },
@@ -153,9 +144,7 @@ test('a throwing trailer hook or an invalid trailer breaks the response instead 
 });
 
 test('h2 trailers (grpc-status) pass from an h2 upstream to an h2 client, changed by a filter', async () => {
-  const proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+  const { proxy, port } = await startTestProxy({
     upstreamHttp2: true,
     filters: [
       {
@@ -165,8 +154,7 @@ test('h2 trailers (grpc-status) pass from an h2 upstream to an h2 client, change
       },
     ],
   });
-  const { port } = await proxy.listen(0);
-  const socket = await tlsThroughProxy(port, 'localhost', h2Port, pki.proxyCaPem, ['h2']);
+  const socket = await tlsThroughProxy(port, 'localhost', h2Port, testbed.pki.proxyCaPem, ['h2']);
   const session = http2.connect(`https://localhost:${h2Port}`, { createConnection: () => socket });
   try {
     const stream = session.request({ ':path': '/grpc', ':method': 'POST' });
