@@ -8,6 +8,7 @@ import {
   tlsThroughProxy,
   useTlsUpstream,
   waitFor,
+  writeRepeated,
 } from './fixtures/proxy-harness.js';
 
 /** Set when the upstream's endless response was torn down by the proxy. */
@@ -24,20 +25,8 @@ const testbed = useTlsUpstream((req, res) => {
     return;
   }
   if (req.url === '/big') {
-    const chunk = Buffer.alloc(64 * 1024, 0x61);
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
-    let sent = 0;
-    const pump = (): void => {
-      while (sent < 16) {
-        sent++;
-        if (!res.write(chunk)) {
-          res.once('drain', pump);
-          return;
-        }
-      }
-      res.end();
-    };
-    pump();
+    writeRepeated(res, Buffer.alloc(64 * 1024, 0x61), 16);
     return;
   }
   if (req.url === '/endless') {
