@@ -4,26 +4,15 @@
  * loopback port 0 (transparent mode takes the same option; its entry point is tested in mitm-core).
  */
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { createServer, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { createLogger, resolveOptions } from '../src/index.js';
-import { type SidecarRuntime, startSidecar } from '../src/run.js';
+import type { SidecarRuntime } from '../src/run.js';
+import { startInProcessSidecar } from './harness.js';
+import { getLocal, listenOnLoopback, tempDir, waitFor } from './plugins-harness.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'httpmesh-sidecar-cap-'));
-const logLines: Record<string, unknown>[] = [];
-const logSink = new Writable({
-  write(chunk: Buffer, _enc, done) {
-    for (const line of chunk.toString().split('\n'))
-      if (line) logLines.push(JSON.parse(line) as Record<string, unknown>);
-    done();
-  },
-});
-
+const tmp = tempDir('httpmesh-sidecar-cap-');
+let logLines: Record<string, unknown>[] = [];
 let upstream: Server;
 let upstreamPort = 0;
 let runtime: SidecarRuntime;
@@ -34,32 +23,9 @@ interface ProxyStats {
   refusedClientConnections: number;
 }
 
-function connections(): Promise<{ outbound: ProxyStats }> {
-  return new Promise((resolve, reject) => {
-    request(
-      { host: '127.0.0.1', port: runtime.adminAddress.port, path: '/connections', agent: false },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          body += c;
-        });
-        res.on('end', () => resolve(JSON.parse(body) as { outbound: ProxyStats }));
-      },
-    )
-      .on('error', reject)
-      .end();
-  });
-}
-
-async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms = 5_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+async function connections(): Promise<{ outbound: ProxyStats }> {
+  const reply = await getLocal(runtime.adminAddress.port, '/connections');
+  return JSON.parse(reply.body) as { outbound: ProxyStats };
 }
 
 /** A keep-alive client that got one response through the proxy and keeps its connection. */
@@ -82,31 +48,15 @@ beforeAll(async () => {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
     res.end('ok');
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  upstreamPort = (upstream.address() as AddressInfo).port;
-  const { options } = resolveOptions(
-    'run',
-    [
-      '--listen',
-      '127.0.0.1:0',
-      '--admin',
-      '127.0.0.1:0',
-      '--ca-dir',
-      join(dir, 'ca'),
-      '--max-client-connections',
-      '1',
-    ],
-    {},
-    dir,
-  );
-  runtime = await startSidecar(options, createLogger('info', logSink));
+  upstreamPort = await listenOnLoopback(upstream);
+  ({ runtime, logLines } = await startInProcessSidecar(tmp.dir, ['--max-client-connections', '1']));
 });
 
 afterAll(async () => {
   await runtime?.drain(1_000);
   upstream?.closeAllConnections();
   upstream?.close();
-  rmSync(dir, { recursive: true, force: true });
+  tmp.remove();
 });
 
 test('a connection over --max-client-connections is closed unread, logged once, and counted', async () => {
@@ -138,7 +88,7 @@ test('a connection over --max-client-connections is closed unread, logged once, 
     held.destroy();
   }
   // The closed connection makes room for the next client.
-  await eventually(connections, (c) => c.outbound.clientConnections === 0);
+  await waitFor(connections, (c) => c.outbound.clientConnections === 0);
   const next = await heldClient();
   next.destroy();
 });

@@ -5,7 +5,6 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -15,10 +14,10 @@ import {
   type RuleSyncServer,
 } from '@httpmesh/rule-sync';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { getLocal } from './plugins-harness.js';
 import { createLogger, resolveOptions } from '../src/index.js';
 import { followInterceptFile, type InterceptFileContent } from '../src/intercept-file.js';
 import { type SidecarRuntime, startSidecar } from '../src/run.js';
+import { getLocal, listenOnLoopback, loopbackRunArgs, waitFor } from './plugins-harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'httpmesh-sidecar-cp-'));
 let upstream: Server;
@@ -54,26 +53,11 @@ function resources(routePattern: string, domain = '*.partner.test'): Resource[] 
   ];
 }
 
-async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms = 8000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 async function start(transparent = false): Promise<SidecarRuntime> {
   const { options } = resolveOptions(
     'run',
     [
-      '--listen',
-      '127.0.0.1:0',
-      '--admin',
-      '127.0.0.1:0',
-      '--ca-dir',
-      join(dir, 'ca'),
+      ...loopbackRunArgs(join(dir, 'ca')),
       '--control-plane',
       `127.0.0.1:${cpPort}`,
       '--service',
@@ -114,9 +98,7 @@ const config = async (rt: SidecarRuntime) =>
 
 beforeAll(async () => {
   upstream = createServer((req, res) => res.end(JSON.stringify({ path: req.url })));
-  upstreamPort = await new Promise((resolve) =>
-    upstream.listen(0, '127.0.0.1', () => resolve((upstream.address() as AddressInfo).port)),
-  );
+  upstreamPort = await listenOnLoopback(upstream);
   server = createRuleSyncServer({ insecure: true, debounce: { quietMs: 10, maxDelayMs: 100 } });
   cpPort = await server.listen('127.0.0.1:0');
 });
@@ -132,12 +114,12 @@ describe('run with --control-plane', () => {
   test('becomes ready with pushed rules, measures with them and follows updates; a bad push is NACKed', async () => {
     server.setResources(group, resources('/items/:id'));
     const rt = await start();
-    await eventually(
+    await waitFor(
       async () => (await getLocal(rt.adminAddress.port, '/readyz')).status,
       (s) => s === 200,
     );
     // Intercept rules and route sets arrive as two updates; ready follows the first of them.
-    const first = await eventually(
+    const first = await waitFor(
       () => config(rt),
       (c) => c.rules.routes.length > 0 && c.rules.intercept.length > 0,
     );
@@ -148,14 +130,14 @@ describe('run with --control-plane', () => {
     expect((await getLocal(rt.proxyAddress.port, url, { host: `127.0.0.1:${upstreamPort}` })).status).toBe(
       200,
     );
-    await eventually(
+    await waitFor(
       async () => (await getLocal(rt.adminAddress.port, '/metrics')).body,
       (m) => m.includes('http_route="/items/:id"'),
     );
 
     server.setResources(group, resources('/orders/:id'));
     // Each resource type is its own push, so the version can move before the route set does: wait for the routes.
-    const second = await eventually(
+    const second = await waitFor(
       () => config(rt),
       (c) => c.rules.routes[0]?.routes[0]?.pattern === '/orders/:id',
     );
@@ -185,12 +167,12 @@ describe('run with --control-plane', () => {
       10,
     );
     try {
-      await eventually(
+      await waitFor(
         async () => seen.map((c) => c.intercept.map((r) => r.domain).join(',')),
         (domains) => domains.includes('*.partner.test'),
       );
       server.setResources(group, resources('/orders/:id', 'api.extra.test'));
-      await eventually(
+      await waitFor(
         async () => seen.at(-1)?.intercept.map((r) => r.domain),
         (domains) => domains?.[0] === 'api.extra.test',
       );
@@ -204,7 +186,7 @@ describe('run with --control-plane', () => {
   test('restarted with the control plane gone, it serves the persisted last good rules', async () => {
     await server.close(100);
     const rt = await start();
-    const restored = await eventually(
+    const restored = await waitFor(
       () => config(rt),
       (c) => c.rules.version !== null,
     );

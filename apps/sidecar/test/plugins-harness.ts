@@ -1,11 +1,11 @@
 /**
- * Shared by the plugin, upgrade and lazy-loading tests: a real sidecar process (the built bin, explicit mode on
- * loopback port 0), a real upstream, and plain node:http clients through the proxy.
+ * Shared by the plugin, upgrade and lazy-loading tests and the others that need it: a real sidecar process (the
+ * built bin, explicit mode on loopback port 0), a real upstream, and plain node:http clients through the proxy.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type Agent, createServer, request, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,6 +69,18 @@ export function pluginLanguages(tsFixture: string, pyFixture: string): readonly 
     { lang: 'typescript', command: process.execPath, args: ['--import', 'tsx', tsFixture], skip: undefined },
     { lang: 'python', command: PYTHON, args: [pyFixture], skip: missingPython },
   ];
+}
+
+/** `run` flags for a proxy and an admin endpoint on loopback port 0, with the mesh CA kept in `caDir`. */
+export function loopbackRunArgs(caDir: string): string[] {
+  return ['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--ca-dir', caDir];
+}
+
+/** Listens on loopback port 0; resolves with the port. */
+export function listenOnLoopback(server: NetServer): Promise<number> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+  );
 }
 
 export function tempDir(prefix: string): { dir: string; remove(): void } {
@@ -192,12 +204,7 @@ export async function startSidecarProcess(opts: {
     [
       ...(opts.bin === undefined ? [...(opts.nodeArgs ?? []), CLI] : []),
       'run',
-      '--listen',
-      '127.0.0.1:0',
-      '--admin',
-      '127.0.0.1:0',
-      '--ca-dir',
-      join(opts.dir, 'ca'),
+      ...loopbackRunArgs(join(opts.dir, 'ca')),
       ...(opts.omitRules === true ? [] : ['--rules', rulesFile]),
       '--state-dir',
       join(opts.dir, 'state'),

@@ -5,28 +5,27 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { CertificateAuthority } from '@httpmesh/mitm-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createLogger, resolveOptions } from '../src/index.js';
-import { type SidecarRuntime, startSidecar } from '../src/run.js';
+import type { SidecarRuntime } from '../src/run.js';
+import { startInProcessSidecar } from './harness.js';
+import {
+  connectTunnel,
+  getLocal,
+  listenOnLoopback,
+  loopbackRunArgs,
+  viaProxy as viaProxyTo,
+  waitFor,
+} from './plugins-harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'httpmesh-sidecar-run-'));
 const rulesFile = join(dir, 'rules.yaml');
-const logLines: Record<string, unknown>[] = [];
-const logSink = new Writable({
-  write(chunk: Buffer, _enc, done) {
-    for (const line of chunk.toString().split('\n'))
-      if (line) logLines.push(JSON.parse(line) as Record<string, unknown>);
-    done();
-  },
-});
+let logLines: Record<string, unknown>[] = [];
 
 let upstream: Server;
 let upstreamPort = 0;
@@ -36,60 +35,13 @@ let upstreamCaPem = '';
 let releaseSlow: (() => void) | null = null;
 let runtime: SidecarRuntime;
 
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
-  );
-}
-
 /** GET through the explicit proxy (absolute-form request target). */
-function viaProxy(path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: runtime.proxyAddress.port,
-        path: `http://127.0.0.1:${upstreamPort}${path}`,
-        headers: { host: `127.0.0.1:${upstreamPort}` },
-        agent: false,
-      },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          body += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+function viaProxy(path: string) {
+  return viaProxyTo(runtime.proxyAddress.port, upstreamPort, path);
 }
 
-function admin(path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port: runtime.adminAddress.port, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        body += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
-
-async function eventually<T>(probe: () => Promise<T> | T, ok: (v: T) => boolean, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+function admin(path: string) {
+  return getLocal(runtime.adminAddress.port, path);
 }
 
 beforeAll(async () => {
@@ -101,7 +53,7 @@ beforeAll(async () => {
     if (req.url === '/slow/1') releaseSlow = reply;
     else reply();
   });
-  upstreamPort = await listen(upstream);
+  upstreamPort = await listenOnLoopback(upstream);
   // An HTTPS upstream with its own CA: tunnelled untouched, the client must see this certificate.
   const upstreamCa = await CertificateAuthority.create({ commonName: 'upstream test CA' });
   upstreamCaPem = upstreamCa.certPem;
@@ -109,16 +61,13 @@ beforeAll(async () => {
   tlsUpstream = createHttpsServer({ key: leaf.keyPem, cert: leaf.chainPem }, (_req, res) =>
     res.end('tls-upstream'),
   );
-  tlsUpstreamPort = await listen(tlsUpstream);
+  tlsUpstreamPort = await listenOnLoopback(tlsUpstream);
 
   writeFileSync(rulesFile, 'routes:\n  - host: 127.0.0.1\n    patterns: [/items/:id, /slow/:id]\n');
-  const { options } = resolveOptions(
-    'run',
-    ['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--ca-dir', join(dir, 'ca'), '--rules', rulesFile],
-    { HTTPMESH_SERVICE: 'shop', HTTPMESH_ACCESS_LOG: 'true' },
-    dir,
-  );
-  runtime = await startSidecar(options, createLogger('info', logSink));
+  ({ runtime, logLines } = await startInProcessSidecar(dir, ['--rules', rulesFile], {
+    HTTPMESH_SERVICE: 'shop',
+    HTTPMESH_ACCESS_LOG: 'true',
+  }));
 });
 
 afterAll(async () => {
@@ -159,20 +108,7 @@ describe('run (explicit mode)', () => {
   });
 
   test('CONNECT to a host not in the intercept rules is tunnelled: the client sees the upstream certificate', async () => {
-    const socket = await new Promise<import('node:net').Socket>((resolve, reject) => {
-      const req = request({
-        host: '127.0.0.1',
-        port: runtime.proxyAddress.port,
-        method: 'CONNECT',
-        path: `127.0.0.1:${tlsUpstreamPort}`,
-        agent: false,
-      });
-      req.on('connect', (res, s) =>
-        res.statusCode === 200 ? resolve(s) : reject(new Error(`${res.statusCode}`)),
-      );
-      req.on('error', reject);
-      req.end();
-    });
+    const socket = await connectTunnel(runtime.proxyAddress.port, `127.0.0.1:${tlsUpstreamPort}`);
     // No SNI for an IP; the certificate is checked against the IP SAN.
     const tls = tlsConnect({ socket, ca: upstreamCaPem, host: '127.0.0.1' });
     await new Promise<void>((resolve, reject) => {
@@ -187,7 +123,7 @@ describe('run (explicit mode)', () => {
   test('a rules file change is applied without restart; a malformed edit keeps the last good rules', async () => {
     const before = JSON.parse((await admin('/config')).body) as { rules: { version: string } };
     writeFileSync(rulesFile, 'routes:\n  - host: 127.0.0.1\n    patterns: [/orders/:id, /slow/:id]\n');
-    const after = await eventually(
+    const after = await waitFor(
       async () =>
         JSON.parse((await admin('/config')).body) as { rules: { version: string; routes: unknown[] } },
       (c) => c.rules.version !== before.rules.version,
@@ -197,7 +133,7 @@ describe('run (explicit mode)', () => {
     expect((await admin('/metrics')).body).toContain('http_route="/orders/:id"');
 
     writeFileSync(rulesFile, 'routes:\n  - host: 127.0.0.1\n    patterns: [orders]\n');
-    const rejected = await eventually(
+    const rejected = await waitFor(
       () => logLines.find((l) => l['event'] === 'rules.rejected'),
       (l) => l !== undefined,
     );
@@ -211,12 +147,12 @@ describe('run (explicit mode)', () => {
 
   test('drain waits for the in-flight request, reports not ready meanwhile, then closes', async () => {
     const pending = viaProxy('/slow/1');
-    await eventually(
+    await waitFor(
       () => runtime.inFlight,
       (n) => n === 1,
     );
     const drained = runtime.drain(5000);
-    await eventually(
+    await waitFor(
       async () => (await admin('/readyz')).status,
       (s) => s === 503,
     );
@@ -231,11 +167,10 @@ describe('run (explicit mode)', () => {
 describe('httpmesh-sidecar run (built bin)', () => {
   test('starts with ephemeral ports, serves /healthz, exits 0 on SIGTERM', async () => {
     const cli = new URL('../dist/cli.js', import.meta.url).pathname;
-    const child: ChildProcess = spawn(
-      cli,
-      ['run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--ca-dir', join(dir, 'bin-ca')],
-      { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } },
-    );
+    const child: ChildProcess = spawn(cli, ['run', ...loopbackRunArgs(join(dir, 'bin-ca'))], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '' },
+    });
     const lines: Record<string, unknown>[] = [];
     let buffered = '';
     child.stderr?.on('data', (b: Buffer) => {
@@ -246,21 +181,13 @@ describe('httpmesh-sidecar run (built bin)', () => {
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      const started = await eventually(
+      const started = await waitFor(
         () => lines.find((l) => l['event'] === 'sidecar.started'),
         (l) => l !== undefined,
         10_000,
       );
       const adminPort = (started?.['admin'] as { port: number } | undefined)?.port ?? 0;
-      const health = await new Promise<number>((resolve, reject) => {
-        request({ host: '127.0.0.1', port: adminPort, path: '/healthz', agent: false }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        })
-          .on('error', reject)
-          .end();
-      });
-      expect(health).toBe(200);
+      expect((await getLocal(adminPort, '/healthz')).status).toBe(200);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(lines.some((l) => l['event'] === 'sidecar.stopped')).toBe(true);
