@@ -9,7 +9,15 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { CLI, collectLogs, type LogLine, startSidecarProcess, tempDir, waitFor } from './plugins-harness.js';
+import {
+  CLI,
+  collectLogs,
+  type LogLine,
+  loopbackRunArgs,
+  startSidecarProcess,
+  tempDir,
+  waitFor,
+} from './plugins-harness.js';
 
 const dirs: { remove(): void }[] = [];
 afterAll(() => {
@@ -29,12 +37,7 @@ describe('graceful stop during and right after start-up', () => {
     writeFileSync(rules, 'routes: []\n');
     const child = spawn(
       process.execPath,
-      [CLI, 'run', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--ca-dir', join(dir, 'ca')].concat([
-        '--state-dir',
-        join(dir, 'state'),
-        '--rules',
-        rules,
-      ]),
+      [CLI, 'run', ...loopbackRunArgs(join(dir, 'ca')), '--state-dir', join(dir, 'state'), '--rules', rules],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     const logs: LogLine[] = [];

@@ -7,13 +7,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { CertificateAuthority } from '@httpmesh/mitm-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { connectTunnel } from './plugins-harness.js';
+import { connectTunnel, listenOnLoopback, loopbackRunArgs, waitFor } from './plugins-harness.js';
 import { parseRules } from '../src/index.js';
 
 const cli = new URL('../dist/cli.js', import.meta.url).pathname;
@@ -23,16 +22,6 @@ let upstream: Server;
 let upstreamPort = 0;
 let child: ChildProcess;
 const lines: Record<string, unknown>[] = [];
-
-async function eventually<T>(probe: () => Promise<T> | T, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Writes the rules atomically (rename), as a config-map update does. */
 function writeRules(verify: boolean | undefined): void {
@@ -77,25 +66,12 @@ beforeAll(async () => {
   upstream = createHttpsServer({ cert: certPem, key: keyPem }, (req, res) =>
     res.end(`self-signed ${req.url}`),
   );
-  upstreamPort = await new Promise<number>((resolve) =>
-    upstream.listen(0, '127.0.0.1', () => resolve((upstream.address() as AddressInfo).port)),
-  );
+  upstreamPort = await listenOnLoopback(upstream);
   writeRules(undefined);
-  child = spawn(
-    cli,
-    [
-      'run',
-      '--listen',
-      '127.0.0.1:0',
-      '--admin',
-      '127.0.0.1:0',
-      '--ca-dir',
-      join(dir, 'ca'),
-      '--rules',
-      rulesFile,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } },
-  );
+  child = spawn(cli, ['run', ...loopbackRunArgs(join(dir, 'ca')), '--rules', rulesFile], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { PATH: process.env['PATH'] ?? '' },
+  });
   let buffered = '';
   child.stderr?.on('data', (b: Buffer) => {
     buffered += b.toString();
@@ -117,7 +93,7 @@ afterAll(async () => {
 
 describe('upstreamTlsVerify from the rules file (real sidecar process)', () => {
   test('verified by default (502), opted out live (200), verified again after the revert (502)', async () => {
-    const started = await eventually(
+    const started = await waitFor(
       () => lines.find((l) => l['event'] === 'sidecar.started'),
       (l) => l !== undefined,
     );
@@ -132,13 +108,13 @@ describe('upstreamTlsVerify from the rules file (real sidecar process)', () => {
 
     let applied = appliedCount();
     writeRules(false);
-    await eventually(appliedCount, (n) => n > applied);
+    await waitFor(appliedCount, (n) => n > applied);
     const optedOut = await viaSidecar(proxyPort, '/v/2');
     expect(optedOut).toMatchObject({ status: 200, error: undefined, body: 'self-signed /v/2' });
 
     applied = appliedCount();
     writeRules(true);
-    await eventually(appliedCount, (n) => n > applied);
+    await waitFor(appliedCount, (n) => n > applied);
     const again = await viaSidecar(proxyPort, '/v/3');
     expect(again.status).toBe(502);
     expect(again.error).toBe(verified.error);
