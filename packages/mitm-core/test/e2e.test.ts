@@ -5,16 +5,15 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ProxyAgent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createMitmProxy, type MitmProxy } from '../src/proxy/proxy.js';
-import { startHttpsUpstream, type TestPki, testPki, type Upstream } from './fixtures/proxy-harness.js';
+import type { MitmProxy } from '../src/proxy/proxy.js';
+import { startTestProxy, useTlsUpstream } from './fixtures/proxy-harness.js';
 
 const run = promisify(execFile);
 const inCi = process.env['CI'] === 'true';
 const hasCurl = spawnSync('curl', ['--version']).status === 0;
 const hasPython = spawnSync('python3', ['--version']).status === 0;
 
-let pki: TestPki;
-let upstream: Upstream;
+const testbed = useTlsUpstream();
 let proxy: MitmProxy;
 let proxyUrl: string;
 let dir: string;
@@ -22,24 +21,18 @@ let proxyCaFile: string;
 let upstreamCaFile: string;
 
 beforeAll(async () => {
-  pki = await testPki();
-  upstream = await startHttpsUpstream(undefined, { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem });
-  proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
-    intercept: (host) => host !== '127.0.0.1',
-  });
-  proxyUrl = `http://127.0.0.1:${(await proxy.listen(0)).port}`;
+  const started = await startTestProxy({ intercept: (host) => host !== '127.0.0.1' });
+  proxy = started.proxy;
+  proxyUrl = `http://127.0.0.1:${started.port}`;
   dir = mkdtempSync(join(tmpdir(), 'mitm-e2e-'));
   proxyCaFile = join(dir, 'proxy-ca.pem');
   upstreamCaFile = join(dir, 'upstream-ca.pem');
-  writeFileSync(proxyCaFile, pki.proxyCaPem);
-  writeFileSync(upstreamCaFile, pki.upstreamCaPem);
+  writeFileSync(proxyCaFile, testbed.pki.proxyCaPem);
+  writeFileSync(upstreamCaFile, testbed.pki.upstreamCaPem);
 });
 
 afterAll(async () => {
   await proxy.close();
-  await upstream.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -52,7 +45,7 @@ interface Echo {
 
 describe.skipIf(!hasCurl && !inCi)('curl (reason: curl binary missing)', () => {
   test('HTTPS through the proxy with --cacert, HTTP/1.1 and HTTP/2, with an upload', async () => {
-    const url = `https://localhost:${upstream.port}/curl?x=1`;
+    const url = `https://localhost:${testbed.tls.port}/curl?x=1`;
     for (const version of ['--http1.1', '--http2']) {
       const { stdout } = await run('curl', [
         '-sS',
@@ -70,7 +63,7 @@ describe.skipIf(!hasCurl && !inCi)('curl (reason: curl binary missing)', () => {
       const [body, status] = stdout.split('\n') as [string, string];
       const echo = JSON.parse(body) as Echo;
       expect(echo).toMatchObject({ method: 'POST', url: '/curl?x=1', bodyBytes: 9 });
-      expect(echo.headers['host']).toBe(`localhost:${upstream.port}`);
+      expect(echo.headers['host']).toBe(`localhost:${testbed.tls.port}`);
       expect(status).toBe(version === '--http2' ? '200 2' : '200 1.1');
     }
   });
@@ -82,7 +75,7 @@ describe.skipIf(!hasCurl && !inCi)('curl (reason: curl binary missing)', () => {
       proxyUrl,
       '--cacert',
       proxyCaFile,
-      `https://localhost:${upstream.port}/`,
+      `https://localhost:${testbed.tls.port}/`,
     ]);
     expect(intercepted.stderr).toMatch(/issuer: CN=httpmesh test proxy CA/);
     const passthrough = await run('curl', [
@@ -91,22 +84,22 @@ describe.skipIf(!hasCurl && !inCi)('curl (reason: curl binary missing)', () => {
       proxyUrl,
       '--cacert',
       upstreamCaFile,
-      `https://127.0.0.1:${upstream.port}/`,
+      `https://127.0.0.1:${testbed.tls.port}/`,
     ]);
     expect(passthrough.stderr).toMatch(/issuer: CN=httpmesh test upstream CA/);
     expect((JSON.parse(passthrough.stdout) as Echo).url).toBe('/');
   });
 
   test('a pinning client (trusts only the real CA) fails once, then passes through', async () => {
-    const pinProxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-    const pinUrl = `http://127.0.0.1:${(await pinProxy.listen(0)).port}`;
+    const { proxy: pinProxy, port: pinPort } = await startTestProxy();
+    const pinUrl = `http://127.0.0.1:${pinPort}`;
     const args = [
       '-sS',
       '-x',
       pinUrl,
       '--cacert',
       upstreamCaFile,
-      `https://localhost:${upstream.port}/pinned`,
+      `https://localhost:${testbed.tls.port}/pinned`,
     ];
     await expect(run('curl', args)).rejects.toMatchObject({ code: 60 });
     const { stdout } = await run('curl', args);
@@ -149,7 +142,7 @@ describe.skipIf(!hasPython && !inCi)('python urllib (reason: python3 missing)', 
       script,
       proxyUrl,
       proxyCaFile,
-      `https://localhost:${upstream.port}/py`,
+      `https://localhost:${testbed.tls.port}/py`,
     ]);
     const [statusLine, body] = stdout.split('\n') as [string, string];
     expect(statusLine).toBe('200 yes');
@@ -169,18 +162,14 @@ describe.skipIf(!hasPython && !inCi)('python urllib (reason: python3 missing)', 
       'except Exception as e:',
       "    print('refused', type(e).__name__)",
     ].join('\n');
-    const strict = createMitmProxy({
-      ca: pki.proxyCa,
-      upstreamCa: [pki.upstreamCaPem],
-      pinning: { enabled: false },
-    });
-    const url = `http://127.0.0.1:${(await strict.listen(0)).port}`;
+    const { proxy: strict, port: strictPort } = await startTestProxy({ pinning: { enabled: false } });
+    const url = `http://127.0.0.1:${strictPort}`;
     const { stdout } = await run('python3', [
       '-c',
       script,
       url,
       upstreamCaFile,
-      `https://localhost:${upstream.port}/`,
+      `https://localhost:${testbed.tls.port}/`,
     ]);
     expect(stdout.trim()).toMatch(/^refused/);
     await strict.close();
@@ -189,8 +178,8 @@ describe.skipIf(!hasPython && !inCi)('python urllib (reason: python3 missing)', 
 
 describe('Node clients', () => {
   test('undici ProxyAgent (CONNECT) with the proxy CA', async () => {
-    const agent = new ProxyAgent({ uri: proxyUrl, requestTls: { ca: pki.proxyCaPem } });
-    const response = await request(`https://localhost:${upstream.port}/node`, {
+    const agent = new ProxyAgent({ uri: proxyUrl, requestTls: { ca: testbed.pki.proxyCaPem } });
+    const response = await request(`https://localhost:${testbed.tls.port}/node`, {
       dispatcher: agent,
       method: 'POST',
       body: 'node-body',
@@ -216,7 +205,7 @@ describe('Node clients', () => {
       req.end();`;
     const { stdout } = await run(
       process.execPath,
-      ['-e', script, new URL(proxyUrl).port, String(upstream.port)],
+      ['-e', script, new URL(proxyUrl).port, String(testbed.tls.port)],
       {
         env: { ...process.env, NODE_EXTRA_CA_CERTS: proxyCaFile },
       },

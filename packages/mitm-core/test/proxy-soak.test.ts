@@ -5,17 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createMitmProxy, type MitmProxy } from '../src/proxy/proxy.js';
-import {
-  connectTunnel,
-  fdCount,
-  rawRequest,
-  startHttpUpstream,
-  startHttpsUpstream,
-  type TestPki,
-  testPki,
-  type Upstream,
-  waitFor,
-} from './fixtures/proxy-harness.js';
+import { connectTunnel, fdCount, rawRequest, useUpstreams, waitFor } from './fixtures/proxy-harness.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -24,19 +14,15 @@ const TLS_CONNECTIONS = 2_000;
 const PLAIN_CONNECTIONS = 3_000;
 const CONCURRENCY = 32;
 
-let pki: TestPki;
-let tlsUpstream: Upstream;
-let plainUpstream: Upstream;
+const testbed = useUpstreams();
 let proxy: MitmProxy;
 let proxyPort: number;
 
 beforeAll(async () => {
-  pki = await testPki();
-  tlsUpstream = await startHttpsUpstream(undefined, { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem });
-  plainUpstream = await startHttpUpstream();
+  // Not startTestProxy: its error list would keep reports alive across the heap check.
   proxy = createMitmProxy({
-    ca: pki.proxyCa,
-    upstreamCa: [pki.upstreamCaPem],
+    ca: testbed.pki.proxyCa,
+    upstreamCa: [testbed.pki.upstreamCaPem],
     upstreamKeepAliveTimeoutMs: 200,
     keepAliveTimeoutMs: 200,
   });
@@ -45,16 +31,14 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy.close();
-  await tlsUpstream.close();
-  await plainUpstream.close();
 });
 
 async function oneTlsExchange(session: Buffer | undefined): Promise<Buffer | undefined> {
-  const tunnel = await connectTunnel(proxyPort, `localhost:${tlsUpstream.port}`);
+  const tunnel = await connectTunnel(proxyPort, `localhost:${testbed.tls.port}`);
   const socket = tls.connect({
     socket: tunnel,
     servername: 'localhost',
-    ca: pki.proxyCaPem,
+    ca: testbed.pki.proxyCaPem,
     ...(session ? { session } : {}),
   });
   let ticket: Buffer | undefined;
@@ -75,7 +59,7 @@ async function oneTlsExchange(session: Buffer | undefined): Promise<Buffer | und
 async function onePlainExchange(): Promise<void> {
   const socket = net.connect({ port: proxyPort, host: '127.0.0.1', noDelay: true });
   await once(socket, 'connect');
-  const authority = `127.0.0.1:${plainUpstream.port}`;
+  const authority = `127.0.0.1:${testbed.plain.port}`;
   const response = await rawRequest(
     socket,
     `GET http://${authority}/soak HTTP/1.1\r\nhost: ${authority}\r\nconnection: close\r\n\r\n`,

@@ -1,56 +1,42 @@
 import { Readable } from 'node:stream';
 import { ProxyAgent, request } from 'undici';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { createMitmProxy, type MitmProxy } from '../src/proxy/proxy.js';
-import { startHttpsUpstream, type TestPki, testPki, type Upstream } from './fixtures/proxy-harness.js';
+import type { MitmProxy } from '../src/proxy/proxy.js';
+import { startTestProxy, useTlsUpstream, writeRepeated } from './fixtures/proxy-harness.js';
 
 const MB = 1024 * 1024;
 const UPLOAD_BYTES = 200 * MB;
 const DOWNLOAD_BYTES = 200 * MB;
 const CHUNK = Buffer.alloc(256 * 1024, 0x61);
 
-let pki: TestPki;
-let upstream: Upstream;
 let proxy: MitmProxy;
 let agent: ProxyAgent;
 let received = 0;
 
+const testbed = useTlsUpstream((req, res) => {
+  if (req.url === '/download') {
+    res.writeHead(200, { 'content-length': String(DOWNLOAD_BYTES) });
+    writeRepeated(res, CHUNK, DOWNLOAD_BYTES / CHUNK.length);
+    return;
+  }
+  req.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+  });
+  req.on('end', () => res.end(String(received)));
+});
+
 beforeAll(async () => {
-  pki = await testPki();
-  upstream = await startHttpsUpstream(
-    (req, res) => {
-      if (req.url === '/download') {
-        let sent = 0;
-        res.writeHead(200, { 'content-length': String(DOWNLOAD_BYTES) });
-        const pump = (): void => {
-          while (sent < DOWNLOAD_BYTES) {
-            sent += CHUNK.length;
-            if (!res.write(CHUNK)) {
-              res.once('drain', pump);
-              return;
-            }
-          }
-          res.end();
-        };
-        pump();
-        return;
-      }
-      req.on('data', (chunk: Buffer) => {
-        received += chunk.length;
-      });
-      req.on('end', () => res.end(String(received)));
-    },
-    { key: pki.upstreamKeyPem, cert: pki.upstreamCertPem },
-  );
-  proxy = createMitmProxy({ ca: pki.proxyCa, upstreamCa: [pki.upstreamCaPem] });
-  const { port } = await proxy.listen(0);
-  agent = new ProxyAgent({ uri: `http://127.0.0.1:${port}`, requestTls: { ca: pki.proxyCaPem } });
+  const started = await startTestProxy();
+  proxy = started.proxy;
+  agent = new ProxyAgent({
+    uri: `http://127.0.0.1:${started.port}`,
+    requestTls: { ca: testbed.pki.proxyCaPem },
+  });
 });
 
 afterAll(async () => {
   await agent.close();
   await proxy.close();
-  await upstream.close();
 });
 
 /** Samples RSS while `work` runs; returns the peak growth over the starting RSS. */
@@ -82,7 +68,7 @@ test('a 200 MB upload streams through interception with bounded memory', async (
         this.push(CHUNK);
       },
     });
-    const response = await request(`https://localhost:${upstream.port}/upload`, {
+    const response = await request(`https://localhost:${testbed.tls.port}/upload`, {
       dispatcher: agent,
       method: 'POST',
       body,
@@ -98,7 +84,7 @@ test('a 200 MB upload streams through interception with bounded memory', async (
 
 test('a 200 MB download streams back with bounded memory', async () => {
   const growth = await peakRssGrowth(async () => {
-    const response = await request(`https://localhost:${upstream.port}/download`, { dispatcher: agent });
+    const response = await request(`https://localhost:${testbed.tls.port}/download`, { dispatcher: agent });
     expect(response.statusCode).toBe(200);
     let bytes = 0;
     for await (const chunk of response.body) bytes += (chunk as Buffer).length;
