@@ -15,6 +15,7 @@ import { parseUpgradeRequest, successorArgs } from '../src/upgrade.js';
 import {
   adminGet,
   CLI,
+  loopbackRunArgs,
   REPO_DIR,
   runLoad,
   SEA_BIN,
@@ -47,12 +48,7 @@ function launchUpgrade(
     [
       ...(bin === undefined ? [CLI] : []),
       'run',
-      '--listen',
-      '127.0.0.1:0',
-      '--admin',
-      '127.0.0.1:0',
-      '--ca-dir',
-      join(dir, 'ca'),
+      ...loopbackRunArgs(join(dir, 'ca')),
       '--rules',
       rulesFile,
       '--control-socket',
