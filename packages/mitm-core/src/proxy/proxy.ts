@@ -815,7 +815,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   // ---- connection dispatch -----------------------------------------------------------------
 
   function handleConnect(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const parsed = hostOnly(req.url ?? '');
+    openTunnel(socket, hostOnly(req.url ?? ''), head);
+  }
+
+  /** Answers a CONNECT to `parsed` (undefined when its target was not host:port) and starts the tunnel. */
+  function openTunnel(socket: Socket, parsed: ReturnType<typeof hostOnly>, head: Buffer): void {
     if (parsed === undefined || parsed.port === undefined) {
       socket.end(plainResponse(400, 'HTTPMESH_BAD_REQUEST', 'CONNECT target must be host:port'));
       return;
@@ -1681,22 +1685,7 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     const parts = requestLine.split(' ');
     const parsed =
       parts.length === 3 && parts[2]?.startsWith('HTTP/1.') ? hostOnly(parts[1] ?? '') : undefined;
-    if (parsed === undefined || parsed.port === undefined) {
-      socket.end(plainResponse(400, 'HTTPMESH_BAD_REQUEST', 'CONNECT target must be host:port'));
-      return;
-    }
-    if (closing) {
-      socket.end(plainResponse(503, 'HTTPMESH_PROXY_CLOSED', 'proxy is closing'));
-      return;
-    }
-    socket.write(CONNECT_ESTABLISHED);
-    if (head.length > 0) socket.unshift(head);
-    void handleTunnel(socket, {
-      host: parsed.host,
-      port: parsed.port,
-      address: undefined,
-      destination: null,
-    });
+    openTunnel(socket, parsed, head);
   }
 
   const acceptor = net.createServer({ noDelay: true }, (socket: Socket) => {
