@@ -6,6 +6,7 @@ import {
   PersistedStateCorruptError,
   ProtocolViolationError,
   RuleSyncClosedError,
+  RuleSyncError,
   ValidationRejectedError,
 } from './errors.js';
 import { RuleSyncDefinition } from './gen/httpmesh/rulesync/v1/rule_sync.js';
@@ -36,6 +37,23 @@ export interface RuleSyncClientTls {
   key: string | Buffer;
 }
 
+/**
+ * The credentials, or a function returning them (sync or async) that is called for every new session, so a
+ * reconnect picks up renewed files. A function that throws fails that attempt like a refused connection.
+ */
+export type RuleSyncClientTlsSource =
+  | RuleSyncClientTls
+  | (() => RuleSyncClientTls | Promise<RuleSyncClientTls>);
+
+/**
+ * The TLS credentials could not be loaded: the `tls` function threw, or what it returned is not a usable
+ * certificate/key/CA (garbage PEM, a key that does not match the certificate).
+ */
+export class CredentialsUnavailableError extends RuleSyncError {
+  override readonly name = 'CredentialsUnavailableError';
+  readonly code = 'HTTPMESH_RULESYNC_CREDENTIALS_UNAVAILABLE';
+}
+
 /** What the validate callback sees: the complete candidate set for one type after applying the delta. */
 export interface CandidateUpdate {
   type: ResourceType;
@@ -57,7 +75,7 @@ export interface RuleSyncClientOptions {
   addresses: readonly string[];
   node: { id: string; service: string; labels?: Readonly<Record<string, string>>; version?: string };
   subscriptions: readonly ResourceType[];
-  tls?: RuleSyncClientTls;
+  tls?: RuleSyncClientTlsSource;
   /** Plaintext, for loopback development only. */
   insecure?: boolean;
   /** Throw to reject a push; the push is NACKed with the error message and nothing of it is applied. */
@@ -93,10 +111,12 @@ class Outbox implements AsyncIterable<SidecarMessage> {
   private wake: (() => void) | undefined;
   private ended = false;
 
-  push(message: SidecarMessage): void {
-    if (this.ended) return;
+  /** False once the outbound half is closed: the message would never be sent. */
+  push(message: SidecarMessage): boolean {
+    if (this.ended) return false;
     this.buffered.push(message);
     this.wake?.();
+    return true;
   }
 
   end(): void {
@@ -145,19 +165,29 @@ export function backoffDelay(
   return base * (1 - jitter * random());
 }
 
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+/** Resolves after `ms`, or as soon as either signal aborts. */
+function abortableDelay(ms: number, signal: AbortSignal, wake: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
+    if (signal.aborted || wake.aborted) return resolve();
+    const done = (): void => {
       clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      wake.removeEventListener('abort', done);
       resolve();
     };
-    signal.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    wake.addEventListener('abort', done, { once: true });
   });
+}
+
+/** The session in progress, as far as reconnect() needs to reach it. */
+interface LiveSession {
+  readonly outbox: Outbox;
+  readonly abort: AbortController;
+  readonly ended: Promise<void>;
+  /** Set when reconnect() ends this session: its end is not a failure. */
+  deliberate: boolean;
 }
 
 /** Sidecar end of rule-sync: keeps the last good configuration per type, in memory and on disk. */
@@ -175,6 +205,13 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
   private closing = false;
   /** Resolves when the current session's stream has ended (either side). */
   private sessionEnded: Promise<void> = Promise.resolve();
+  private live: LiveSession | undefined;
+  /** Credentials reconnect() already loaded and checked; the next session uses them instead of loading. */
+  private pendingCredentials: ChannelCredentials | undefined;
+  /** reconnect() was called since the current session started: the next one starts without backoff. */
+  private reconnectRequested = false;
+  /** Aborted by reconnect() to cut a backoff delay short. */
+  private backoffWake: AbortController | undefined;
 
   constructor(options: RuleSyncClientOptions) {
     super();
@@ -184,6 +221,45 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     }
     this.options = options;
     this.logger = options.logger ?? consoleLogger;
+  }
+
+  /**
+   * Starts a new session with freshly loaded credentials, e.g. after the certificate files were renewed.
+   * The credentials are loaded (the `tls` function called) and checked first; if that fails this rejects with
+   * CredentialsUnavailableError and the current stream is left alone. Otherwise the current stream is ended
+   * the way `close({ drainMs })` ends it: queued messages are written, the client half-closes and waits at
+   * most `drainMs` (default 2 s) for the control plane to end the stream, then cancels it. A connection
+   * attempt still in progress is abandoned, a backoff wait is cut short: the new session starts at once,
+   * announcing the versions the client holds, so nothing already applied is pushed or applied again.
+   * Resolves when the old stream has ended (not when the new one is up: watch `connected`).
+   */
+  async reconnect(options: { drainMs?: number } = {}): Promise<void> {
+    if (this.closing || this.lifetime.signal.aborted) throw new RuleSyncClosedError('client closed');
+    const credentials = await this.loadCredentials();
+    if (this.closing || this.lifetime.signal.aborted) throw new RuleSyncClosedError('client closed');
+    this.pendingCredentials = credentials;
+    this.reconnectRequested = true;
+    this.backoffWake?.abort();
+    const live = this.live;
+    if (live === undefined) return;
+    live.deliberate = true;
+    if (this.connectedAddress === undefined) {
+      // Not connected yet (maybe failing with the old certificate): nothing to drain.
+      live.abort.abort();
+      await live.ended;
+      return;
+    }
+    live.outbox.end();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      live.ended,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, options.drainMs ?? 2_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    live.abort.abort();
+    await live.ended;
   }
 
   /** Loads the persisted configuration (if any) and starts connecting. Resolves once the file was read. */
@@ -240,10 +316,10 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
   sendMetricSnapshot(payload: Uint8Array | object, contentType = METRICS_SNAPSHOT_CONTENT_TYPE): boolean {
     if (this.outbox === undefined || this.connectedAddress === undefined) return false;
     const bytes = payload instanceof Uint8Array ? payload : new TextEncoder().encode(JSON.stringify(payload));
-    this.outbox.push({
+    // False while a stream is draining (close or reconnect): its outbound half is already closed.
+    return this.outbox.push({
       kind: { $case: 'metricSnapshot', value: { contentType, payload: bytes, takenAtUnixMs: Date.now() } },
     });
-    return true;
   }
 
   private async loadPersisted(): Promise<void> {
@@ -313,21 +389,45 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     while (!signal.aborted) {
       const address = this.options.addresses[index % this.options.addresses.length] ?? '';
       index++;
+      // A reconnect() asked for before this session starts is served by it.
+      this.reconnectRequested = false;
       const progressed = await this.session(address);
       if (signal.aborted || this.closing) break;
       if (progressed) attempt = 0;
+      // A deliberate reconnect (new credentials) starts over at once.
+      if (this.reconnectRequested) continue;
       // Jitter spreads reconnects of many sidecars after a control-plane restart.
-      await abortableDelay(backoffDelay(attempt, this.options.backoff, Math.random), signal);
+      const wake = new AbortController();
+      this.backoffWake = wake;
+      await abortableDelay(backoffDelay(attempt, this.options.backoff, Math.random), signal, wake.signal);
+      this.backoffWake = undefined;
       attempt++;
     }
   }
 
   /** One stream to one address. Returns true when the server answered at least once. */
   private async session(address: string): Promise<boolean> {
-    const tls = this.options.tls;
-    const credentials = tls
-      ? ChannelCredentials.createSsl(Buffer.from(tls.ca), Buffer.from(tls.key), Buffer.from(tls.cert))
-      : ChannelCredentials.createInsecure();
+    let credentials = this.pendingCredentials;
+    this.pendingCredentials = undefined;
+    if (credentials === undefined) {
+      try {
+        credentials = await this.loadCredentials();
+      } catch (err) {
+        const error = err as CredentialsUnavailableError;
+        if (!this.lifetime.signal.aborted && !this.closing) {
+          this.logger.error(`cannot connect to ${address}: ${error.code} ${error.message}; retrying`);
+        }
+        this.emit('disconnected', address, error);
+        return false;
+      }
+      // reconnect() ran while the credentials loaded: its (newer) ones win.
+      if (this.pendingCredentials !== undefined) {
+        credentials = this.pendingCredentials;
+        this.pendingCredentials = undefined;
+        this.reconnectRequested = false;
+      }
+    }
+    if (this.lifetime.signal.aborted) return false;
     // Pushes of large sets may exceed grpc-js' 4 MiB receive default; a refused push would loop forever.
     const channel = createChannel(address, credentials, {
       'grpc.max_receive_message_length': DEFAULT_MAX_RECEIVE_BYTES,
@@ -340,6 +440,8 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
       endSession = resolve;
     });
     const sessionAbort = new AbortController();
+    const live: LiveSession = { outbox, abort: sessionAbort, ended: this.sessionEnded, deliberate: false };
+    this.live = live;
     const onLifetimeAbort = (): void => sessionAbort.abort();
     this.lifetime.signal.addEventListener('abort', onLifetimeAbort, { once: true });
     const heartbeatMs = this.options.heartbeatIntervalMs ?? 10_000;
@@ -389,21 +491,42 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
         await this.onMessage(message, outbox);
       }
     } catch (err) {
-      if (!this.lifetime.signal.aborted && failure === undefined) failure = err as Error;
+      // A stream reconnect() cancelled after its drain ended on purpose, not by failure.
+      if (!this.lifetime.signal.aborted && !live.deliberate && failure === undefined) failure = err as Error;
     } finally {
       clearInterval(heartbeat);
       this.lifetime.signal.removeEventListener('abort', onLifetimeAbort);
       outbox.end();
       if (this.outbox === outbox) this.outbox = undefined;
+      if (this.live === live) this.live = undefined;
       this.connectedAddress = undefined;
       channel.close();
       endSession();
     }
-    if (!this.lifetime.signal.aborted && !this.closing) {
+    if (live.deliberate && !this.lifetime.signal.aborted && !this.closing) {
+      this.logger.info(`stream to ${address} ended to reconnect with reloaded credentials`);
+    } else if (!this.lifetime.signal.aborted && !this.closing) {
       this.logger.warn(`stream to ${address} ended${failure ? `: ${failure.message}` : ''}; reconnecting`);
     }
     this.emit('disconnected', address, failure);
     return progressed;
+  }
+
+  /** Calls the `tls` function (if any) and builds the channel credentials, which parses and pairs them. */
+  private async loadCredentials(): Promise<ChannelCredentials> {
+    const source = this.options.tls;
+    if (source === undefined) return ChannelCredentials.createInsecure();
+    try {
+      const tls = typeof source === 'function' ? await source() : source;
+      return ChannelCredentials.createSsl(Buffer.from(tls.ca), Buffer.from(tls.key), Buffer.from(tls.cert));
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      const code = (err as { code?: unknown } | null)?.code;
+      throw new CredentialsUnavailableError(
+        `TLS credentials unusable (${typeof code === 'string' ? `${code}: ` : ''}${reason})`,
+        { cause: err },
+      );
+    }
   }
 
   private heldVersions(): HeldVersions[] {

@@ -1,5 +1,6 @@
 export {
   backoffDelay,
+  CredentialsUnavailableError,
   createRuleSyncClient,
   METRICS_SNAPSHOT_CONTENT_TYPE,
   RuleSyncClient,
@@ -11,6 +12,7 @@ export type {
   ClientEvents,
   RuleSyncClientOptions,
   RuleSyncClientTls,
+  RuleSyncClientTlsSource,
 } from './client.js';
 export { certificateNodeIds, createRuleSyncServer, RuleSyncServer, SPIFFE_NODE_PREFIX } from './server.js';
 export type {
