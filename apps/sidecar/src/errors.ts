@@ -69,3 +69,12 @@ export class InterceptFileError extends Error {
     this.path = path;
   }
 }
+
+/**
+ * The control-plane mTLS files (--control-plane-ca, --node-cert, --node-key) are unreadable, not PEM, the key
+ * does not match the certificate, or (on rotation) the certificate is not currently valid.
+ */
+export class CredentialsInvalidError extends Error {
+  override readonly name = 'CredentialsInvalidError';
+  readonly code = 'HTTPMESH_SIDECAR_CREDENTIALS_INVALID';
+}
