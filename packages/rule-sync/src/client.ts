@@ -124,6 +124,10 @@ class Outbox implements AsyncIterable<SidecarMessage> {
     this.wake?.();
   }
 
+  get open(): boolean {
+    return !this.ended;
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<SidecarMessage> {
     while (true) {
       const next = this.buffered.shift();
@@ -295,8 +299,9 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     await this.persistChain;
   }
 
+  /** True while a stream is up and still takes messages (false once close() or reconnect() drains it). */
   get connected(): boolean {
-    return this.connectedAddress !== undefined;
+    return this.connectedAddress !== undefined && this.outbox?.open === true;
   }
 
   /** Current (last good) resources of a type. */
@@ -314,9 +319,8 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
    * (serialised as JSON) or raw bytes with their content type. Returns false when not connected.
    */
   sendMetricSnapshot(payload: Uint8Array | object, contentType = METRICS_SNAPSHOT_CONTENT_TYPE): boolean {
-    if (this.outbox === undefined || this.connectedAddress === undefined) return false;
+    if (!this.connected || this.outbox === undefined) return false;
     const bytes = payload instanceof Uint8Array ? payload : new TextEncoder().encode(JSON.stringify(payload));
-    // False while a stream is draining (close or reconnect): its outbound half is already closed.
     return this.outbox.push({
       kind: { $case: 'metricSnapshot', value: { contentType, payload: bytes, takenAtUnixMs: Date.now() } },
     });
