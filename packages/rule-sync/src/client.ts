@@ -185,6 +185,17 @@ function abortableDelay(ms: number, signal: AbortSignal, wake: AbortSignal): Pro
   });
 }
 
+/** `promise`, or a RuleSyncClosedError as soon as `signal` aborts (a `tls` function that never settles). */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new RuleSyncClosedError('client closed'));
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(new RuleSyncClosedError('client closed'));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
+}
+
 /** The session in progress, as far as reconnect() needs to reach it. */
 interface LiveSession {
   readonly outbox: Outbox;
@@ -415,9 +426,9 @@ export class RuleSyncClient extends EventEmitter<ClientEvents> {
     this.pendingCredentials = undefined;
     if (credentials === undefined) {
       try {
-        credentials = await this.loadCredentials();
+        credentials = await unlessAborted(this.loadCredentials(), this.lifetime.signal);
       } catch (err) {
-        const error = err as CredentialsUnavailableError;
+        const error = err as CredentialsUnavailableError | RuleSyncClosedError;
         if (!this.lifetime.signal.aborted && !this.closing) {
           this.logger.error(`cannot connect to ${address}: ${error.code} ${error.message}; retrying`);
         }

@@ -229,6 +229,23 @@ describe('tls as a function + reconnect()', () => {
     for (const f of failures) expect(f).toMatchObject({ code: 'HTTPMESH_RULESYNC_CREDENTIALS_UNAVAILABLE' });
   });
 
+  test('close() does not wait for a tls function that never settles', async () => {
+    const { address, connects } = await mtlsServer();
+    let calls = 0;
+    const client = makeClient(address, {
+      insecure: false,
+      tls: () => {
+        calls++;
+        return new Promise<RuleSyncClientTls>(() => undefined);
+      },
+      channelOptions: NAME,
+    });
+    await client.start();
+    await waitFor(() => calls === 1, 5_000, 'the tls function called');
+    await client.close();
+    expect(connects).toEqual([]);
+  });
+
   test('reconnect() after close() is refused with HTTPMESH_RULESYNC_CLOSED', async () => {
     const { address } = await mtlsServer();
     const tls = { ca: pki.ca, ...pki.client('node-1') };
