@@ -2,11 +2,11 @@ import { EventEmitter } from 'node:events';
 import { ChannelCredentials, createChannel, createClient } from 'nice-grpc';
 import type { ChannelOptions } from 'nice-grpc';
 import {
+  CredentialsUnavailableError,
   PeerSilentError,
   PersistedStateCorruptError,
   ProtocolViolationError,
   RuleSyncClosedError,
-  RuleSyncError,
   ValidationRejectedError,
 } from './errors.js';
 import { RuleSyncDefinition } from './gen/httpmesh/rulesync/v1/rule_sync.js';
@@ -44,15 +44,6 @@ export interface RuleSyncClientTls {
 export type RuleSyncClientTlsSource =
   | RuleSyncClientTls
   | (() => RuleSyncClientTls | Promise<RuleSyncClientTls>);
-
-/**
- * The TLS credentials could not be loaded: the `tls` function threw, or what it returned is not a usable
- * certificate/key/CA (garbage PEM, a key that does not match the certificate).
- */
-export class CredentialsUnavailableError extends RuleSyncError {
-  override readonly name = 'CredentialsUnavailableError';
-  readonly code = 'HTTPMESH_RULESYNC_CREDENTIALS_UNAVAILABLE';
-}
 
 /** What the validate callback sees: the complete candidate set for one type after applying the delta. */
 export interface CandidateUpdate {

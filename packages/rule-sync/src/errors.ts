@@ -74,3 +74,12 @@ export class PeerSilentError extends RuleSyncError {
   override readonly name = 'PeerSilentError';
   readonly code = 'HTTPMESH_RULESYNC_PEER_SILENT';
 }
+
+/**
+ * The TLS credentials could not be loaded: the `tls` function threw, or what it returned is not a usable
+ * certificate/key/CA (garbage PEM, a key that does not match the certificate).
+ */
+export class CredentialsUnavailableError extends RuleSyncError {
+  override readonly name = 'CredentialsUnavailableError';
+  readonly code = 'HTTPMESH_RULESYNC_CREDENTIALS_UNAVAILABLE';
+}

@@ -1,6 +1,5 @@
 export {
   backoffDelay,
-  CredentialsUnavailableError,
   createRuleSyncClient,
   METRICS_SNAPSHOT_CONTENT_TYPE,
   RuleSyncClient,
