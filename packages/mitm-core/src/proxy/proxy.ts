@@ -1,8 +1,9 @@
+import dns from 'node:dns';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
-import net, { type AddressInfo, type Socket } from 'node:net';
+import net, { type AddressInfo, type LookupFunction, type Socket } from 'node:net';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
@@ -52,6 +53,7 @@ import {
   type OriginalDestinationReader,
 } from '../native/index.js';
 import { compileHostRule, type HostRule } from './host-rules.js';
+import { upstreamLookupOption } from './lookup.js';
 
 /** What the proxy needs from a certificate authority (satisfied by `CertificateAuthority`). */
 export interface SecureContextSource {
@@ -129,6 +131,14 @@ export interface MitmProxyOptions {
    * `Infinity`; default `min(8192, (open-files limit - 256) / 4)`, see README.
    */
   maxClientConnections?: number;
+  /**
+   * Resolves upstream host names, in node:net's `lookup` shape. Used for every upstream dial (pooled
+   * exchanges, trailer requests, splices, upgrades) and by the loop guard, which resolves a name on one of
+   * our own ports before dialling it. For custom DNS or service discovery; default `dns.lookup`. A single
+   * address or a list may be given whatever `all` asks; a throw or an answer without a usable IP fails that
+   * dial as ENOTFOUND (502 `HTTPMESH_UPSTREAM_UNREACHABLE`).
+   */
+  lookup?: LookupFunction;
   /** Called for connection-level failures that have no exchange to report them on. */
   onError?: (error: MitmProxyError) => void;
 }
@@ -562,6 +572,9 @@ function connectionCap(value: unknown): number {
 export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   // Checked first: a malformed option must fail before anything is created.
   const maxClientConnections = connectionCap(options.maxClientConnections);
+  /** Undefined keeps node:net's default (dns.lookup) in every dial: nothing is added to those options. */
+  const lookup = upstreamLookupOption(options.lookup);
+  const upstreamConnectTimeoutMs = options.upstreamConnectTimeoutMs ?? 10_000;
   const ca = options.ca;
   const intercept: (host: string, context: InterceptContext) => boolean = options.intercept ?? (() => true);
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
@@ -632,7 +645,9 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     const connector = buildConnector({
       secureContext: upstreamContext,
       rejectUnauthorized,
-      timeout: options.upstreamConnectTimeoutMs ?? 10_000,
+      timeout: upstreamConnectTimeoutMs,
+      // undici hands the rest of these options to net.connect / tls.connect.
+      ...(lookup === undefined ? {} : { lookup }),
       // ALPN offers h2 only when asked: HTTP/1.1 upstream pools are the measured default.
       ...(options.upstreamHttp2 === true ? { allowH2: true } : {}),
     });
@@ -903,12 +918,31 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
 
   function splice(client: Socket, target: TunnelTarget): void {
     const dial = target.address ?? target.host;
-    if (isOwnListener(dial, target.port)) {
-      reportError(new ProxyLoopError(`${dial}:${target.port}`));
-      client.destroy();
-      return;
+    if (ownPorts.has(target.port)) {
+      if (isLocalAddress(dial)) {
+        refuseSpliceLoop(client, dial, target.port);
+        return;
+      }
+      if (net.isIP(dial) === 0) {
+        // A name on our own port: resolved first (the client stays paused meanwhile, nothing is lost).
+        void resolvesToLocal(dial).then((local) => {
+          if (local) refuseSpliceLoop(client, dial, target.port);
+          else if (closing) client.destroy();
+          else if (!client.destroyed) connectSplice(client, dial, target.port);
+        });
+        return;
+      }
     }
-    const upstream = net.connect({ host: dial, port: target.port });
+    connectSplice(client, dial, target.port);
+  }
+
+  function refuseSpliceLoop(client: Socket, dial: string, port: number): void {
+    reportError(new ProxyLoopError(`${dial}:${port}`));
+    client.destroy();
+  }
+
+  function connectSplice(client: Socket, dial: string, port: number): void {
+    const upstream = net.connect({ host: dial, port, lookup });
     upstream.setNoDelay(true);
     const teardown = (): void => {
       client.destroy();
@@ -1188,6 +1222,11 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     }
   }
 
+  /**
+   * Refuses an exchange that would come back to this proxy, else sends it upstream. Only a target on one of
+   * our own ports is examined (one Set lookup per exchange otherwise); a host name there is resolved first,
+   * asynchronously, with the dial's own `lookup`.
+   */
   function forward(
     req: ClientRequest,
     res: ClientResponse,
@@ -1195,10 +1234,32 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     chain: readonly ExchangeFilter[],
   ): void {
     const upstream = state.upstream;
-    if (ownPorts.has(upstream.port) && isOwnListener(upstream.address ?? upstream.host, upstream.port)) {
-      finishWithError(req, res, state, chain, new ProxyLoopError(`${upstream.host}:${upstream.port}`));
-      return;
+    if (ownPorts.has(upstream.port)) {
+      const dial = upstream.address ?? upstream.host;
+      if (isLocalAddress(dial)) {
+        finishWithError(req, res, state, chain, new ProxyLoopError(`${upstream.host}:${upstream.port}`));
+        return;
+      }
+      if (net.isIP(dial) === 0) {
+        void resolvesToLocal(dial).then((local) => {
+          if (local)
+            finishWithError(req, res, state, chain, new ProxyLoopError(`${upstream.host}:${upstream.port}`));
+          else if (clientGone(res)) complete(state, chain, new ClientAbortedError());
+          else sendUpstream(req, res, state, chain);
+        });
+        return;
+      }
     }
+    sendUpstream(req, res, state, chain);
+  }
+
+  function sendUpstream(
+    req: ClientRequest,
+    res: ClientResponse,
+    state: ExchangeState,
+    chain: readonly ExchangeFilter[],
+  ): void {
+    const upstream = state.upstream;
     if (upstream.address !== undefined)
       rememberAddress(`${upstream.host}:${upstream.port}`, upstream.address);
     state.requestForwarded = true;
@@ -1543,7 +1604,8 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
           body: (body ?? null) as AsyncIterable<Buffer> | Buffer | null,
           secureContext: upstreamContext,
           rejectUnauthorized: !isInsecureUpstream(upstream.host),
-          connectTimeoutMs: options.upstreamConnectTimeoutMs ?? 10_000,
+          connectTimeoutMs: upstreamConnectTimeoutMs,
+          lookup,
           headersTimeoutMs: state.upstreamHeadersTimeoutMs ?? options.upstreamHeadersTimeoutMs ?? 60_000,
           bodyTimeoutMs: state.upstreamBodyTimeoutMs ?? options.upstreamBodyTimeoutMs ?? 120_000,
           getTrailers: getTrailers as () =>
@@ -1588,11 +1650,40 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
     const upgradeHeader = req.headers.upgrade;
     if (upgradeHeader !== undefined) headers.upgrade = upgradeHeader;
     const dial = upstream.address ?? upstream.host;
-    if (isOwnListener(dial, upstream.port)) {
-      const loop = new ProxyLoopError(`${upstream.host}:${upstream.port}`);
-      clientSocket.end(plainResponse(statusForError(loop), loop.code, loop.message));
-      return;
+    if (ownPorts.has(upstream.port)) {
+      if (isLocalAddress(dial)) {
+        refuseUpgradeLoop(clientSocket, upstream);
+        return;
+      }
+      if (net.isIP(dial) === 0) {
+        // Nothing else listens for errors on the client until the dial: a reset while resolving must not throw.
+        clientSocket.on('error', () => clientSocket.destroy());
+        void resolvesToLocal(dial).then((local) => {
+          if (local) refuseUpgradeLoop(clientSocket, upstream);
+          else if (closing) clientSocket.destroy();
+          else if (!clientSocket.destroyed)
+            dialUpgrade(req, clientSocket, head, upstream, dial, resolved.path, headers);
+        });
+        return;
+      }
     }
+    dialUpgrade(req, clientSocket, head, upstream, dial, resolved.path, headers);
+  }
+
+  function refuseUpgradeLoop(clientSocket: Duplex, upstream: UpstreamTarget): void {
+    const loop = new ProxyLoopError(`${upstream.host}:${upstream.port}`);
+    clientSocket.end(plainResponse(statusForError(loop), loop.code, loop.message));
+  }
+
+  function dialUpgrade(
+    req: IncomingMessage,
+    clientSocket: Duplex,
+    head: Buffer,
+    upstream: UpstreamTarget,
+    dial: string,
+    path: string,
+    headers: IncomingHttpHeaders,
+  ): void {
     const upstreamSocket: Socket =
       upstream.protocol === 'https:'
         ? tls.connect({
@@ -1602,12 +1693,13 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
             secureContext: upstreamContext,
             rejectUnauthorized: !isInsecureUpstream(upstream.host),
             ALPNProtocols: ['http/1.1'],
+            lookup,
           })
-        : net.connect({ host: dial, port: upstream.port });
+        : net.connect({ host: dial, port: upstream.port, lookup });
     let connected = false;
     upstreamSocket.once(upstream.protocol === 'https:' ? 'secureConnect' : 'connect', () => {
       connected = true;
-      upstreamSocket.write(serializeUpgradeHead(req.method ?? 'GET', resolved.path, headers));
+      upstreamSocket.write(serializeUpgradeHead(req.method ?? 'GET', path, headers));
       if (head.length > 0) upstreamSocket.write(head);
       upstreamSocket.pipe(clientSocket);
       clientSocket.pipe(upstreamSocket);
@@ -1702,6 +1794,35 @@ export function createMitmProxy(options: MitmProxyOptions): MitmProxy {
   function isOwnListener(address: string, port: number): boolean {
     if (!ownPorts.has(port)) return false;
     return isLocalAddress(address);
+  }
+
+  /**
+   * The loop guard for a host NAME on one of our ports: resolves it as the dial would (the same `lookup`)
+   * and says whether any address is this host's. An error, a malformed answer or none within the connect
+   * timeout is not a loop: the dial that follows reports its own failure, as for any other name.
+   */
+  function resolvesToLocal(host: string): Promise<boolean> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const settle = (local: boolean): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(local);
+      };
+      const timer = setTimeout(settle, upstreamConnectTimeoutMs, false);
+      try {
+        // A caller's lookup is wrapped (upstreamLookupOption): it answers well-formed or with an error.
+        (lookup ?? defaultLookup)(host, { all: true }, (error, addresses) => {
+          if (error !== null && error !== undefined) settle(false);
+          else if (typeof addresses === 'string') settle(isLocalAddress(withoutZone(addresses)));
+          else settle(addresses.some(isLocalEntry));
+        });
+      } catch {
+        // dns.lookup refusing its arguments: a lookup error like any other, for the dial to report.
+        settle(false);
+      }
+    });
   }
 
   function drainConnections(): void {
@@ -1836,6 +1957,25 @@ function isCertificateRejection(code: string | undefined): boolean {
 /** Same for response hooks: our own errors (body over the cap) keep their code. */
 function responseFilterFailure(error: unknown): MitmProxyError {
   return error instanceof MitmProxyError ? error : new FilterError('onResponseHead', { cause: error });
+}
+
+/** node:net's default resolver, typed as the `lookup` option it stands in for. */
+const defaultLookup = dns.lookup as LookupFunction;
+
+function isLocalEntry(entry: { address: string }): boolean {
+  return isLocalAddress(withoutZone(entry.address));
+}
+
+/** `fe80::1%eth0` as getaddrinfo may write it; interface addresses carry no zone. */
+function withoutZone(address: string): string {
+  const percent = address.indexOf('%');
+  return percent < 0 ? address : address.slice(0, percent);
+}
+
+/** A response whose client is gone (HTTP/1.1: the response is destroyed; h2: its stream is). */
+function clientGone(res: ClientResponse): boolean {
+  if ((res as { destroyed?: boolean }).destroyed === true) return true;
+  return (res as Partial<Http2ServerResponse>).stream?.destroyed === true;
 }
 
 let interfaceAddresses: { at: number; addresses: ReadonlySet<string> } | undefined;

@@ -1,6 +1,6 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { isIP } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { RequestTrailerInvalidError } from './errors.js';
@@ -20,6 +20,8 @@ export interface TrailerUpstreamRequest {
   /** Address to dial when it differs from `host` (transparent interception, address overrides). */
   address: string | undefined;
   port: number;
+  /** The proxy's `lookup` option (undefined: node's default, dns.lookup). */
+  lookup: LookupFunction | undefined;
   path: string;
   method: string;
   headers: IncomingHttpHeaders;
@@ -74,6 +76,7 @@ export function dispatchWithTrailers(
   const options: https.RequestOptions = {
     host: request.address ?? request.host,
     port: request.port,
+    lookup: request.lookup,
     path: request.path,
     method: request.method,
     headers,
