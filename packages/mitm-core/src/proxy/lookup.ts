@@ -27,10 +27,10 @@ function addressEntry(value: unknown): LookupAddress | undefined {
  * The `lookup` option as every dial and the loop guard use it: undefined stays undefined (node's default,
  * dns.lookup). A caller's function is wrapped so that what it does wrong fails one dial instead of the
  * process: node:net runs the lookup on a later tick and reads its answer without checks, so a throw or a
- * malformed answer would be an uncaught exception. It throws → ENOTFOUND; an answer without a usable IP →
- * ENOTFOUND; a second callback is ignored. A single address given where node asked for a list (`all: true`,
- * as Node 20's happy-eyeballs dialling does) becomes a list of one, and a list where one was asked for gives
- * its first entry, so a simple map-based resolver works either way.
+ * malformed answer would be an uncaught exception. A throw, an empty answer or one with an entry that is
+ * not an IP address → ENOTFOUND; a second callback is ignored. A single address given where node asked
+ * for a list (`all: true`, as Node 20's happy-eyeballs dialling does) becomes a list of one, and a list
+ * where one was asked for gives its first entry, so a simple map-based resolver works either way.
  */
 export function upstreamLookupOption(value: unknown): LookupFunction | undefined {
   if (value === undefined) return undefined;
@@ -51,7 +51,11 @@ export function upstreamLookupOption(value: unknown): LookupFunction | undefined
       const usable = entries.filter((entry): entry is LookupAddress => entry !== undefined);
       const first = usable[0];
       if (first === undefined || usable.length !== entries.length) {
-        callback(lookupFailure(hostname, 'the lookup function gave no usable IP address'), '', 0);
+        callback(
+          lookupFailure(hostname, 'the lookup function answered something other than IP addresses'),
+          '',
+          0,
+        );
         return;
       }
       if (options.all === true) callback(null, usable);

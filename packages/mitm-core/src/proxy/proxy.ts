@@ -135,7 +135,7 @@ export interface MitmProxyOptions {
    * Resolves upstream host names, in node:net's `lookup` shape. Used for every upstream dial (pooled
    * exchanges, trailer requests, splices, upgrades) and by the loop guard, which resolves a name on one of
    * our own ports before dialling it. For custom DNS or service discovery; default `dns.lookup`. A single
-   * address or a list may be given whatever `all` asks; a throw or an answer without a usable IP fails that
+   * address or a list may be given whatever `all` asks; a throw or an answer that is not IP addresses fails that
    * dial as ENOTFOUND (502 `HTTPMESH_UPSTREAM_UNREACHABLE`).
    */
   lookup?: LookupFunction;
