@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { median } from './bench-fixtures.js';
 
 const CHILD_ROLE = 'churn-proxy';
 
@@ -86,14 +87,6 @@ async function round(enginePath: string, upstreamPort: number, connections: numb
   child.send('exit');
   await once(child, 'exit');
   return reply.microseconds / connections;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 export async function benchConnectionChurn(): Promise<void> {

@@ -3,12 +3,12 @@
 // CPU in socket writes. Needs `strace` (benchmark-only; skipped with a message otherwise).
 // Run: node --import tsx bench/proxy-writes.ts   [REQUESTS=20000] [FILTERS=none|sync|async]
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { CertificateAuthority } from '../src/ca/index.js';
+import { writeBenchCertificates } from './bench-fixtures.js';
 
 const REQUESTS = Number(process.env['REQUESTS'] ?? 20_000);
 const FILTERS = process.env['FILTERS'] ?? 'none'; // none | sync | async (see proxy-server.ts)
@@ -65,19 +65,7 @@ export async function benchProxyWrites(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mitm-writes-bench-'));
   const children: ChildProcess[] = [];
   try {
-    const proxyCa = await CertificateAuthority.create({ commonName: 'httpmesh bench proxy CA' });
-    const upstreamCa = await CertificateAuthority.create({ commonName: 'httpmesh bench upstream CA' });
-    const upstreamLeaf = await upstreamCa.issueLeaf(['localhost', '127.0.0.1']);
-    const proxyPem = await proxyCa.toPem();
-    const files: Record<string, string> = {
-      'proxy-ca.pem': proxyPem.certPem,
-      'proxy-ca.key': proxyPem.keyPem,
-      'upstream-ca.pem': upstreamCa.certPem,
-      'upstream.pem': upstreamLeaf.chainPem,
-      'upstream.key': upstreamLeaf.keyPem,
-    };
-    for (const [name, content] of Object.entries(files))
-      writeFileSync(join(dir, name), content, { mode: 0o600 });
+    await writeBenchCertificates(dir);
     const server = join(here, 'proxy-server.ts');
     const upstream = spawn(process.execPath, ['--import', 'tsx', server, 'upstream', dir], {
       stdio: ['ignore', 'pipe', 'inherit'],
