@@ -23,6 +23,7 @@ import {
   CaOptionsInvalidError,
 } from './errors.js';
 import { normalizeHostname } from './hostname.js';
+import type { IssuerParams } from './x509-issuer.js';
 import { loadX509Issuer } from './x509-issuer-loader.js';
 import { encodeCertificate, encodeTbsCertificate, leafExtensions } from './leaf-der.js';
 import type { LeafTemplate, SignatureKind } from './leaf-der.js';
@@ -300,6 +301,17 @@ interface CaState {
   /** Remaining intermediate levels this CA may create; undefined = unlimited. */
   readonly pathLength: number | undefined;
   readonly policy: ResolvedPolicy;
+}
+
+/** The parts of a certificate request that say who signs it: this CA's name, key id and signing key. */
+function issuerParams(state: CaState, crypto: WebCryptoProvider): IssuerParams {
+  return {
+    crypto,
+    issuerName: state.cert.subjectDer,
+    issuerKeyId: state.subjectKeyId,
+    signingKey: state.signingKey,
+    signingAlgorithm: state.signingAlgorithm,
+  };
 }
 
 /**
@@ -580,11 +592,7 @@ export class CertificateAuthority {
     const spiffeId = spiffeNodeUri(nodeId);
     const serialNumber = randomSerial();
     const der = await issuer.createClientCertificate({
-      crypto: policy.crypto,
-      issuerName: state.cert.subjectDer,
-      issuerKeyId: state.subjectKeyId,
-      signingKey: state.signingKey,
-      signingAlgorithm: state.signingAlgorithm,
+      ...issuerParams(state, policy.crypto),
       publicKey: keys.publicKey,
       serialNumber,
       nodeId,
@@ -642,11 +650,7 @@ export class CertificateAuthority {
     const [issuer, keys] = await Promise.all([loadX509Issuer(), generateKeyPair(policy.crypto, spec)]);
     const commonName = options.commonName ?? `${firstCommonName(state.cert)} intermediate`.slice(0, 64);
     const der = await issuer.createIntermediateCertificate({
-      crypto: policy.crypto,
-      issuerName: state.cert.subjectDer,
-      issuerKeyId: state.subjectKeyId,
-      signingKey: state.signingKey,
-      signingAlgorithm: state.signingAlgorithm,
+      ...issuerParams(state, policy.crypto),
       publicKey: keys.publicKey,
       serialNumber: randomSerial(),
       commonName,

@@ -88,12 +88,16 @@ export interface IssuerParams {
   readonly signingAlgorithm: SigningAlgorithm;
 }
 
-export interface IntermediateParams extends IssuerParams {
+/** What every certificate signed by an existing CA carries besides its subject and extensions. */
+export interface SignedParams extends IssuerParams {
   readonly publicKey: CryptoKey;
   readonly serialNumber: string;
-  readonly commonName: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
+}
+
+export interface IntermediateParams extends SignedParams {
+  readonly commonName: string;
   readonly permittedDomains: readonly string[];
   readonly permittedIpRanges: readonly string[];
 }
@@ -121,12 +125,27 @@ function nameConstraintsExtension(domains: readonly string[], ipRanges: readonly
 }
 
 /** DER of an intermediate CA with pathLen 0 and critical name constraints. */
-export async function createIntermediateCertificate(params: IntermediateParams): Promise<Uint8Array> {
+export function createIntermediateCertificate(params: IntermediateParams): Promise<Uint8Array> {
+  return signCertificate(
+    params,
+    params.commonName,
+    [new BasicConstraintsExtension(true, 0, true), new KeyUsagesExtension(CA_KEY_USAGE, true)],
+    [nameConstraintsExtension(params.permittedDomains, params.permittedIpRanges)],
+  );
+}
+
+/** DER of a certificate for `subject` signed by the issuer: `leading` extensions, SKI, AKI, then `trailing`. */
+async function signCertificate(
+  params: SignedParams,
+  subject: string,
+  leading: readonly Extension[],
+  trailing: readonly Extension[] = [],
+): Promise<Uint8Array> {
   const crypto = toPeculiarCrypto(params.crypto);
   const cert = await X509CertificateGenerator.create(
     {
       serialNumber: params.serialNumber,
-      subject: nameOf(params.commonName),
+      subject: nameOf(subject),
       issuer: new Name(params.issuerName),
       notBefore: params.notBefore,
       notAfter: params.notAfter,
@@ -134,11 +153,10 @@ export async function createIntermediateCertificate(params: IntermediateParams):
       signingKey: params.signingKey,
       signingAlgorithm: params.signingAlgorithm,
       extensions: [
-        new BasicConstraintsExtension(true, 0, true),
-        new KeyUsagesExtension(CA_KEY_USAGE, true),
+        ...leading,
         await SubjectKeyIdentifierExtension.create(params.publicKey, false, crypto),
         new AuthorityKeyIdentifierExtension(params.issuerKeyId),
-        nameConstraintsExtension(params.permittedDomains, params.permittedIpRanges),
+        ...trailing,
       ],
     },
     crypto,
@@ -146,41 +164,20 @@ export async function createIntermediateCertificate(params: IntermediateParams):
   return new Uint8Array(cert.rawData);
 }
 
-export interface ClientParams extends IssuerParams {
-  readonly publicKey: CryptoKey;
-  readonly serialNumber: string;
+export interface ClientParams extends SignedParams {
   readonly nodeId: string;
   readonly uris: readonly string[];
-  readonly notBefore: Date;
-  readonly notAfter: Date;
 }
 
 /** DER of an mTLS client certificate: EKU clientAuth, keyUsage digitalSignature, URI SANs, SKI/AKI. */
-export async function createClientCertificate(params: ClientParams): Promise<Uint8Array> {
-  const crypto = toPeculiarCrypto(params.crypto);
-  const cert = await X509CertificateGenerator.create(
-    {
-      serialNumber: params.serialNumber,
-      subject: nameOf(params.nodeId),
-      issuer: new Name(params.issuerName),
-      notBefore: params.notBefore,
-      notAfter: params.notAfter,
-      publicKey: params.publicKey,
-      signingKey: params.signingKey,
-      signingAlgorithm: params.signingAlgorithm,
-      extensions: [
-        new BasicConstraintsExtension(false, undefined, true),
-        new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
-        new ExtendedKeyUsageExtension([ExtendedKeyUsage.clientAuth], false),
-        new SubjectAlternativeNameExtension(
-          params.uris.map((value) => ({ type: 'url' as const, value })),
-          false,
-        ),
-        await SubjectKeyIdentifierExtension.create(params.publicKey, false, crypto),
-        new AuthorityKeyIdentifierExtension(params.issuerKeyId),
-      ],
-    },
-    crypto,
-  );
-  return new Uint8Array(cert.rawData);
+export function createClientCertificate(params: ClientParams): Promise<Uint8Array> {
+  return signCertificate(params, params.nodeId, [
+    new BasicConstraintsExtension(false, undefined, true),
+    new KeyUsagesExtension(KeyUsageFlags.digitalSignature, true),
+    new ExtendedKeyUsageExtension([ExtendedKeyUsage.clientAuth], false),
+    new SubjectAlternativeNameExtension(
+      params.uris.map((value) => ({ type: 'url' as const, value })),
+      false,
+    ),
+  ]);
 }
