@@ -3,31 +3,16 @@
  * loads the new credentials first and only then ends the stream cleanly and reconnects at once. Real gRPC over
  * real mTLS (openssl-made CA and node certificates) on loopback port 0.
  */
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type {
-  AppliedUpdate,
-  RuleSyncClientTls,
-  RuleSyncError,
-  RuleSyncServerOptions,
-  SidecarStatus,
-} from '../src/index.js';
-import { createPki, INTERCEPT, interceptRule, memoryLogger, type Pki, waitFor } from './helpers.js';
-import { GROUP, makeClient, startServer } from './setup.js';
+import { describe, expect, test } from 'vitest';
+import type { AppliedUpdate, RuleSyncClientTls, RuleSyncError, SidecarStatus } from '../src/index.js';
+import { INTERCEPT, interceptRule, memoryLogger, waitFor } from './helpers.js';
+import { GROUP, makeClient, SERVER_NAME, startServer, useMtlsPki } from './setup.js';
 
-const NAME = { 'grpc.ssl_target_name_override': 'localhost' };
-let pki: Pki;
-beforeAll(() => {
-  pki = createPki();
-});
-afterAll(() => pki.cleanup());
-
-function tlsServerOptions(): RuleSyncServerOptions {
-  return { tls: { ca: pki.ca, cert: pki.serverCert, key: pki.serverKey } };
-}
+const mtls = useMtlsPki();
 
 /** A server with one intercept rule published, recording its connects, disconnects and rejections. */
 async function mtlsServer() {
-  const started = await startServer(tlsServerOptions());
+  const started = await startServer(mtls.serverOptions());
   const connects: SidecarStatus[] = [];
   const disconnects: [SidecarStatus, RuleSyncError | undefined][] = [];
   const rejected: string[] = [];
@@ -46,9 +31,9 @@ async function mtlsServer() {
 describe('tls as a function + reconnect()', () => {
   test('rotating to another certificate of the same node: new session, resources kept, nothing re-applied', async () => {
     const { server, address, connects, disconnects, nacks, snapshots } = await mtlsServer();
-    const certA = pki.client('node-1');
-    const certB = pki.client('node-1');
-    let current: RuleSyncClientTls = { ca: pki.ca, ...certA };
+    const certA = mtls.pki.client('node-1');
+    const certB = mtls.pki.client('node-1');
+    let current: RuleSyncClientTls = { ca: mtls.pki.ca, ...certA };
     const handedOut: RuleSyncClientTls[] = [];
     const client = makeClient(address, {
       insecure: false,
@@ -56,7 +41,7 @@ describe('tls as a function + reconnect()', () => {
         handedOut.push(current);
         return current;
       },
-      channelOptions: NAME,
+      channelOptions: SERVER_NAME,
       subscriptions: [INTERCEPT],
     });
     const applied: AppliedUpdate[] = [];
@@ -67,7 +52,7 @@ describe('tls as a function + reconnect()', () => {
     expect(applied.map((u) => u.systemVersion)).toEqual([version]);
     expect(handedOut).toEqual([current]);
 
-    current = { ca: pki.ca, ...certB };
+    current = { ca: mtls.pki.ca, ...certB };
     // Queued just before the reconnect: the drain writes it before the half-close.
     expect(client.sendMetricSnapshot({ last: 'before-rotation' })).toBe(true);
     await client.reconnect({ drainMs: 5_000 });
@@ -97,13 +82,13 @@ describe('tls as a function + reconnect()', () => {
 
   test('the new session presents the new certificate (one of another node is refused), and reconnect() cuts a backoff wait', async () => {
     const { address, connects, rejected } = await mtlsServer();
-    const own = pki.client('node-1');
-    const foreign = pki.client('node-2');
-    let current: RuleSyncClientTls = { ca: pki.ca, ...own };
+    const own = mtls.pki.client('node-1');
+    const foreign = mtls.pki.client('node-2');
+    let current: RuleSyncClientTls = { ca: mtls.pki.ca, ...own };
     const client = makeClient(address, {
       insecure: false,
       tls: () => current,
-      channelOptions: NAME,
+      channelOptions: SERVER_NAME,
       subscriptions: [INTERCEPT],
       // Long backoff: only reconnect() can bring the client back within the test's deadline.
       backoff: { initialMs: 60_000, maxMs: 60_000, jitter: 0 },
@@ -111,13 +96,13 @@ describe('tls as a function + reconnect()', () => {
     await client.start();
     await waitFor(() => client.connected, 5_000, 'connected');
 
-    current = { ca: pki.ca, ...foreign };
+    current = { ca: mtls.pki.ca, ...foreign };
     await client.reconnect();
     await waitFor(() => rejected.length === 1, 5_000, 'the rejection');
     expect(rejected).toEqual(['HTTPMESH_RULESYNC_IDENTITY_MISMATCH']);
     await waitFor(() => !client.connected, 5_000, 'disconnected');
 
-    current = { ca: pki.ca, ...own };
+    current = { ca: mtls.pki.ca, ...own };
     const started = Date.now();
     await client.reconnect();
     await waitFor(() => client.connected && connects.length === 2, 10_000, 'reconnected');
@@ -130,15 +115,15 @@ describe('tls as a function + reconnect()', () => {
     const logger = memoryLogger();
     let broken: Error | undefined = new Error('sidecar.key: ENOENT');
     let calls = 0;
-    const tls = pki.client('node-1');
+    const tls = mtls.pki.client('node-1');
     const client = makeClient(address, {
       insecure: false,
       tls: () => {
         calls++;
         if (broken) throw broken;
-        return { ca: pki.ca, ...tls };
+        return { ca: mtls.pki.ca, ...tls };
       },
-      channelOptions: NAME,
+      channelOptions: SERVER_NAME,
       subscriptions: [INTERCEPT],
       logger,
       backoff: { initialMs: 10, maxMs: 40 },
@@ -170,24 +155,24 @@ describe('tls as a function + reconnect()', () => {
     [
       'garbage PEM',
       () => ({
-        ca: pki.ca,
+        ca: mtls.pki.ca,
         cert: Buffer.from('-----BEGIN CERTIFICATE-----\nnot base64 at all\n'),
-        key: pki.client('node-1').key,
+        key: mtls.pki.client('node-1').key,
       }),
     ],
     [
       'a key that does not match the certificate',
-      () => ({ ca: pki.ca, cert: pki.client('node-1').cert, key: pki.client('node-1').key }),
+      () => ({ ca: mtls.pki.ca, cert: mtls.pki.client('node-1').cert, key: mtls.pki.client('node-1').key }),
     ],
     ['empty files', () => ({ ca: '', cert: '', key: '' })],
   ])('%s: reconnect() rejects with the code and the working stream stays', async (_what, bad) => {
     const { server, address, connects, disconnects } = await mtlsServer();
-    const good = { ca: pki.ca, ...pki.client('node-1') };
+    const good = { ca: mtls.pki.ca, ...mtls.pki.client('node-1') };
     let current: RuleSyncClientTls = good;
     const client = makeClient(address, {
       insecure: false,
       tls: () => current,
-      channelOptions: NAME,
+      channelOptions: SERVER_NAME,
       subscriptions: [INTERCEPT],
     });
     await client.start();
@@ -217,8 +202,8 @@ describe('tls as a function + reconnect()', () => {
     const { address } = await mtlsServer();
     const client = makeClient(address, {
       insecure: false,
-      tls: { ca: pki.ca, cert: 'garbage', key: 'garbage' },
-      channelOptions: NAME,
+      tls: { ca: mtls.pki.ca, cert: 'garbage', key: 'garbage' },
+      channelOptions: SERVER_NAME,
       subscriptions: [INTERCEPT],
       backoff: { initialMs: 5, maxMs: 10 },
     });
@@ -238,7 +223,7 @@ describe('tls as a function + reconnect()', () => {
         calls++;
         return new Promise<RuleSyncClientTls>(() => undefined);
       },
-      channelOptions: NAME,
+      channelOptions: SERVER_NAME,
     });
     await client.start();
     await waitFor(() => calls === 1, 5_000, 'the tls function called');
@@ -248,8 +233,8 @@ describe('tls as a function + reconnect()', () => {
 
   test('reconnect() after close() is refused with HTTPMESH_RULESYNC_CLOSED', async () => {
     const { address } = await mtlsServer();
-    const tls = { ca: pki.ca, ...pki.client('node-1') };
-    const client = makeClient(address, { insecure: false, tls: () => tls, channelOptions: NAME });
+    const tls = { ca: mtls.pki.ca, ...mtls.pki.client('node-1') };
+    const client = makeClient(address, { insecure: false, tls: () => tls, channelOptions: SERVER_NAME });
     await client.start();
     await client.close();
     await expect(client.reconnect()).rejects.toMatchObject({ code: 'HTTPMESH_RULESYNC_CLOSED' });

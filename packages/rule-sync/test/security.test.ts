@@ -1,39 +1,21 @@
 import { credentials as grpcCredentials, status } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createRuleSyncServer, type RuleSyncServerOptions } from '../src/index.js';
-import {
-  createPki,
-  INTERCEPT,
-  interceptRule,
-  memoryLogger,
-  type Pki,
-  rawStream,
-  streamError,
-  waitFor,
-} from './helpers.js';
-import { GROUP, makeClient, onCleanup, startServer } from './setup.js';
+import { describe, expect, test } from 'vitest';
+import { createRuleSyncServer } from '../src/index.js';
+import { INTERCEPT, interceptRule, memoryLogger, rawStream, streamError, waitFor } from './helpers.js';
+import { GROUP, makeClient, onCleanup, SERVER_NAME, startServer, useMtlsPki } from './setup.js';
 
-const NAME = { 'grpc.ssl_target_name_override': 'localhost' };
-let pki: Pki;
-beforeAll(() => {
-  pki = createPki();
-});
-afterAll(() => pki.cleanup());
-
-function tlsServerOptions(): RuleSyncServerOptions {
-  return { tls: { ca: pki.ca, cert: pki.serverCert, key: pki.serverKey } };
-}
+const mtls = useMtlsPki();
 
 describe('mTLS', () => {
   test('a sidecar whose certificate carries its node id (spiffe URI SAN) syncs', async () => {
-    const { server, address } = await startServer(tlsServerOptions());
+    const { server, address } = await startServer(mtls.serverOptions());
     server.setResources(GROUP, [interceptRule('a', 'api.partner.com')]);
     server.flush();
-    const { cert, key } = pki.client('node-1');
+    const { cert, key } = mtls.pki.client('node-1');
     const client = makeClient(address, {
       insecure: false,
-      tls: { ca: pki.ca, cert, key },
-      channelOptions: NAME,
+      tls: { ca: mtls.pki.ca, cert, key },
+      channelOptions: SERVER_NAME,
       subscriptions: [INTERCEPT],
     });
     await client.start();
@@ -42,12 +24,12 @@ describe('mTLS', () => {
   });
 
   test('the subject CN identifies the node when there is no spiffe URI SAN', async () => {
-    const { server, address } = await startServer(tlsServerOptions());
-    const { cert, key } = pki.client('node-1', 'cn');
+    const { server, address } = await startServer(mtls.serverOptions());
+    const { cert, key } = mtls.pki.client('node-1', 'cn');
     const client = makeClient(address, {
       insecure: false,
-      tls: { ca: pki.ca, cert, key },
-      channelOptions: NAME,
+      tls: { ca: mtls.pki.ca, cert, key },
+      channelOptions: SERVER_NAME,
       subscriptions: [INTERCEPT],
     });
     await client.start();
@@ -55,11 +37,15 @@ describe('mTLS', () => {
   });
 
   test('a hello claiming another node than the certificate is rejected with IDENTITY_MISMATCH', async () => {
-    const { server, address } = await startServer(tlsServerOptions());
+    const { server, address } = await startServer(mtls.serverOptions());
     const rejected: string[] = [];
     server.on('rejected', (_peer, err) => rejected.push(err.code));
-    const { cert, key } = pki.client('node-2');
-    const { call, client } = rawStream(address, grpcCredentials.createSsl(pki.ca, key, cert), NAME);
+    const { cert, key } = mtls.pki.client('node-2');
+    const { call, client } = rawStream(
+      address,
+      grpcCredentials.createSsl(mtls.pki.ca, key, cert),
+      SERVER_NAME,
+    );
     onCleanup(() => client.close());
     const ended = streamError(call);
     call.write({
@@ -83,8 +69,8 @@ describe('mTLS', () => {
     // The real client sees the same rejection and never applies anything.
     const sidecar = makeClient(address, {
       insecure: false,
-      tls: { ca: pki.ca, cert, key },
-      channelOptions: NAME,
+      tls: { ca: mtls.pki.ca, cert, key },
+      channelOptions: SERVER_NAME,
       subscriptions: [INTERCEPT],
     });
     const disconnected = new Promise<Error | undefined>((resolve) =>
@@ -96,8 +82,8 @@ describe('mTLS', () => {
   });
 
   test('a client without a certificate cannot open a stream', async () => {
-    const { server, address } = await startServer(tlsServerOptions());
-    const { call, client } = rawStream(address, grpcCredentials.createSsl(pki.ca), NAME);
+    const { server, address } = await startServer(mtls.serverOptions());
+    const { call, client } = rawStream(address, grpcCredentials.createSsl(mtls.pki.ca), SERVER_NAME);
     onCleanup(() => client.close());
     const ended = streamError(call);
     call.write({ kind: { $case: 'heartbeat', value: { sequence: 1, sentAtUnixMs: 0 } } });

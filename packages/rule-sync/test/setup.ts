@@ -1,4 +1,4 @@
-import { afterEach } from 'vitest';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import {
   createRuleSyncClient,
   createRuleSyncServer,
@@ -7,9 +7,34 @@ import {
   type RuleSyncServer,
   type RuleSyncServerOptions,
 } from '../src/index.js';
-import { INTERCEPT, memoryLogger, ROUTES } from './helpers.js';
+import { createPki, INTERCEPT, memoryLogger, type Pki, ROUTES } from './helpers.js';
 
 export const GROUP = { service: 'orders', labels: { env: 'test' } };
+
+/** The test server certificate is for 127.0.0.1 and localhost; clients dial 127.0.0.1 and check `localhost`. */
+export const SERVER_NAME = { 'grpc.ssl_target_name_override': 'localhost' };
+
+/** One openssl PKI for the file (created in beforeAll, removed in afterAll) and server options using it. */
+export function useMtlsPki(): { readonly pki: Pki; serverOptions(): RuleSyncServerOptions } {
+  let pki: Pki | undefined;
+  beforeAll(() => {
+    pki = createPki();
+  });
+  afterAll(() => pki?.cleanup());
+  const current = (): Pki => {
+    if (pki === undefined) throw new Error('useMtlsPki: the PKI exists only inside tests');
+    return pki;
+  };
+  return {
+    get pki() {
+      return current();
+    },
+    serverOptions: () => {
+      const { ca, serverCert, serverKey } = current();
+      return { tls: { ca, cert: serverCert, key: serverKey } };
+    },
+  };
+}
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
