@@ -491,6 +491,17 @@ function createLookup(
     return onlyStaticMatches(base, d, start, end) ? (nodes[base + N_STATIC_CHILD] as number) : -1;
   }
 
+  /** The node's `:param` child taking segment [start, end) (captured), or -1 when it has none or the length does not fit. */
+  function paramChild(base: number, start: number, end: number): number {
+    const param = nodes[base + N_PARAM] as number;
+    const length = end - start;
+    if (param === -1 || length === 0 || length > maxParamLength) return -1;
+    const slot = nodes[base + N_CAPS] as number;
+    capStart[slot] = start;
+    capEnd[slot] = end;
+    return param;
+  }
+
   /** The wildcard route of this node taking the rest of the path from `start` (captured), or -1. */
   function wildcardRoute(base: number, start: number): number {
     const wildcards = nodes[base + N_WILD_COUNT] as number;
@@ -530,16 +541,10 @@ function createLookup(
         }
       }
     }
-    const param = nodes[base + N_PARAM] as number;
+    const param = paramChild(base, start, end);
     if (param !== -1) {
-      const length = end - start;
-      if (length > 0 && length <= maxParamLength) {
-        const slot = nodes[base + N_CAPS] as number;
-        capStart[slot] = start;
-        capEnd[slot] = end;
-        const found = walk(param, d + 1);
-        if (found !== -1) return found;
-      }
+      const found = walk(param, d + 1);
+      if (found !== -1) return found;
     }
     return wildcardRoute(base, start);
   }
@@ -564,12 +569,8 @@ function createLookup(
       }
       // Mixed segments are rare: leave them to the full walk.
       if (nodes[base + N_COMP_COUNT] !== 0) return -1;
-      const param = nodes[base + N_PARAM] as number;
-      const length = end - start;
-      if (param !== -1 && length > 0 && length <= maxParamLength) {
-        const slot = nodes[base + N_CAPS] as number;
-        capStart[slot] = start;
-        capEnd[slot] = end;
+      const param = paramChild(base, start, end);
+      if (param !== -1) {
         node = param;
         continue;
       }
@@ -655,12 +656,8 @@ function createLookup(
         continue;
       }
       if (nodes[base + N_COMP_COUNT] !== 0) return -1;
-      const param = nodes[base + N_PARAM] as number;
-      const length = end - start;
-      if (param !== -1 && length > 0 && length <= maxParamLength) {
-        const slot = nodes[base + N_CAPS] as number;
-        capStart[slot] = start;
-        capEnd[slot] = end;
+      const param = paramChild(base, start, end);
+      if (param !== -1) {
         node = param;
         start = end + 1;
         continue;
