@@ -1,5 +1,3 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import {
   type AppliedUpdate,
@@ -7,8 +5,10 @@ import {
   InterceptRule_Action,
   type Resource,
   ResourceType,
+  CredentialsUnavailableError,
   type RuleSyncClient,
-  type RuleSyncClientTls,
+  TlsFileWatcher,
+  type TlsFileWatcherOptions,
 } from '@httpmesh/rule-sync';
 import type { Logger } from 'pino';
 import { CredentialsInvalidError, UsageError } from './errors.js';
@@ -18,187 +18,37 @@ import { type RulesDocument, type RulesValidationOptions, validateRules } from '
 
 /** Longest wait at shutdown for the control plane to read what the sidecar still had to send. */
 const FINAL_DRAIN_MS = 2_000;
-/** How often the mTLS files are stat'ed for a renewal. */
-const CREDENTIALS_POLL_MS = 2_000;
-/** A certificate this close to its notAfter (or past it) is warned about, once per certificate. */
-const EXPIRY_WARNING_MS = 7 * 24 * 60 * 60 * 1000;
 
-interface CredentialFiles {
-  ca: string;
-  cert: string;
-  key: string;
-}
-
-/** The mTLS files as last read and checked; `tls` is what rule-sync gets. */
-interface NodeCredentials {
-  tls: RuleSyncClientTls & CredentialFiles;
-  serialNumber: string;
-  fingerprint256: string;
-  notBefore: Date;
-  notAfter: Date;
-}
-
-/** Reads the three files and checks they parse and that the key belongs to the certificate. */
-async function readNodeCredentials(files: CredentialFiles): Promise<NodeCredentials> {
-  const read = (path: string): Promise<string> =>
-    readFile(path, 'utf8').catch((err: Error) => {
-      throw new CredentialsInvalidError(`${path}: ${err.message}`);
-    });
-  const [ca, cert, key] = await Promise.all([read(files.ca), read(files.cert), read(files.key)]);
-  const parse = <T>(path: string, what: string, fn: () => T): T => {
-    try {
-      return fn();
-    } catch (err) {
-      throw new CredentialsInvalidError(`${path}: not a PEM ${what} (${(err as Error).message})`);
-    }
-  };
-  parse(files.ca, 'certificate', () => new X509Certificate(ca));
-  // The first certificate of the file is the node's own; any after it are its chain.
-  const certificate = parse(files.cert, 'certificate', () => new X509Certificate(cert));
-  const privateKey = parse(files.key, 'private key', () => createPrivateKey(key));
-  if (!certificate.checkPrivateKey(privateKey)) {
-    throw new CredentialsInvalidError(`${files.key} does not match the certificate in ${files.cert}`);
-  }
+/** The sidecar's log lines for rule-sync's credential watcher (the key never appears in them). */
+function credentialEvents(log: Logger): TlsFileWatcherOptions {
   return {
-    tls: { ca, cert, key },
-    serialNumber: certificate.serialNumber,
-    fingerprint256: certificate.fingerprint256,
-    notBefore: new Date(certificate.validFrom),
-    notAfter: new Date(certificate.validTo),
-  };
-}
-
-/** stat follows symlinks, so a Kubernetes `..data` swap or a rename over the path changes the inode. */
-async function filesSignature(files: CredentialFiles): Promise<string> {
-  const parts = await Promise.all(
-    [files.ca, files.cert, files.key].map((path) =>
-      stat(path).then(
-        (st) => `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`,
-        (err: NodeJS.ErrnoException) => err.code ?? 'error',
+    onRotated: (credentials) =>
+      log.info(
+        {
+          event: 'control_plane.credentials.rotated',
+          serialNumber: credentials.serialNumber,
+          notAfter: credentials.notAfter.toISOString(),
+        },
+        'control-plane credentials rotated; reconnecting',
       ),
-    ),
-  );
-  return parts.join('|');
-}
-
-/**
- * Keeps the sidecar's mTLS credentials current: polls the files' stat, and on a change reads and checks
- * them; good ones replace the old and the rule-sync client reconnects with them, bad ones (half written,
- * mismatched, garbage, expired) are logged and the working connection keeps the old ones.
- */
-class CredentialsWatcher {
-  private current: NodeCredentials;
-  private signature: string;
-  private timer: NodeJS.Timeout | undefined;
-  private polling: Promise<void> = Promise.resolve();
-  private closed = false;
-  private warnedFingerprint: string | undefined;
-  private client: RuleSyncClient | undefined;
-
-  constructor(
-    private readonly files: CredentialFiles,
-    initial: NodeCredentials,
-    signature: string,
-    private readonly log: Logger,
-  ) {
-    this.current = initial;
-    this.signature = signature;
-    this.warnIfExpiring();
-  }
-
-  /** What rule-sync calls for every new session: the last credentials that passed the checks. */
-  readonly tls = (): RuleSyncClientTls => this.current.tls;
-
-  start(client: RuleSyncClient): void {
-    this.client = client;
-    this.schedule();
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    clearTimeout(this.timer);
-    await this.polling;
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    // A chain of timeouts, not an interval: a slow read never overlaps the next poll.
-    this.timer = setTimeout(() => {
-      this.polling = this.poll().finally(() => this.schedule());
-    }, CREDENTIALS_POLL_MS);
-    this.timer.unref();
-  }
-
-  private async poll(): Promise<void> {
-    const signature = await filesSignature(this.files);
-    if (signature !== this.signature && !this.closed) {
-      this.signature = signature;
-      await this.reload();
-    }
-    this.warnIfExpiring();
-  }
-
-  private async reload(): Promise<void> {
-    let next: NodeCredentials;
-    try {
-      next = await readNodeCredentials(this.files);
-      const now = Date.now();
-      if (now < next.notBefore.getTime() || now > next.notAfter.getTime()) {
-        throw new CredentialsInvalidError(
-          `${this.files.cert} is not valid now (valid ${next.notBefore.toISOString()} to ${next.notAfter.toISOString()})`,
-        );
-      }
-    } catch (err) {
-      const error =
-        err instanceof CredentialsInvalidError ? err : new CredentialsInvalidError((err as Error).message);
-      this.log.error(
-        { event: 'control_plane.credentials.invalid', code: error.code, err: error.message },
+    onRejected: (error) => {
+      const invalid = new CredentialsInvalidError(error.message);
+      log.error(
+        { event: 'control_plane.credentials.invalid', code: invalid.code, err: invalid.message },
         'renewed control-plane credentials rejected; keeping the current ones',
       );
-      return;
-    }
-    const { ca, cert, key } = next.tls;
-    const old = this.current;
-    if (ca === old.tls.ca && cert === old.tls.cert && key === old.tls.key) return; // touched, not changed
-    if (this.closed || this.client === undefined) return;
-    this.current = next;
-    try {
-      await this.client.reconnect();
-    } catch (err) {
-      // rule-sync refused them (e.g. a CA file grpc-js cannot use): stay on the old ones.
-      this.current = old;
-      const e = err as Error & { code?: string };
-      this.log.error(
-        { event: 'control_plane.credentials.invalid', code: e.code, err: e.message },
-        'renewed control-plane credentials rejected; keeping the current ones',
-      );
-      return;
-    }
-    this.log.info(
-      {
-        event: 'control_plane.credentials.rotated',
-        serialNumber: next.serialNumber,
-        notAfter: next.notAfter.toISOString(),
-      },
-      'control-plane credentials rotated; reconnecting',
-    );
-  }
-
-  private warnIfExpiring(): void {
-    const { fingerprint256, notAfter, serialNumber } = this.current;
-    if (this.warnedFingerprint === fingerprint256) return;
-    if (notAfter.getTime() - Date.now() > EXPIRY_WARNING_MS) return;
-    this.warnedFingerprint = fingerprint256;
-    this.log.warn(
-      {
-        event: 'control_plane.credentials.expiring',
-        serialNumber,
-        notAfter: notAfter.toISOString(),
-        expired: notAfter.getTime() <= Date.now(),
-      },
-      'control-plane client certificate expires within 7 days; renew the files (they are reloaded when they change)',
-    );
-  }
+    },
+    onExpiring: (credentials, expired) =>
+      log.warn(
+        {
+          event: 'control_plane.credentials.expiring',
+          serialNumber: credentials.serialNumber,
+          notAfter: credentials.notAfter.toISOString(),
+          expired,
+        },
+        'control-plane client certificate expires within 7 days; renew the files (they are reloaded when they change)',
+      ),
+  };
 }
 
 export interface ControlPlaneSource {
@@ -270,18 +120,18 @@ export async function startControlPlaneSource(
   const addresses = options.controlPlane.map((h: HostPort) =>
     isIP(h.host) === 6 ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`,
   );
-  let watcher: CredentialsWatcher | undefined;
+  let watcher: TlsFileWatcher | undefined;
   if (
     options.controlPlaneCa !== undefined &&
     options.nodeCert !== undefined &&
     options.nodeKey !== undefined
   ) {
     const files = { ca: options.controlPlaneCa, cert: options.nodeCert, key: options.nodeKey };
-    // Signature first: a change racing the first read shows up as a change at the first poll.
-    const signature = await filesSignature(files);
     // Unusable files at start are a configuration error; an expired certificate is only warned about, so
     // the persisted rules still serve and a renewal is picked up without a restart.
-    watcher = new CredentialsWatcher(files, await readNodeCredentials(files), signature, log);
+    watcher = await TlsFileWatcher.open(files, credentialEvents(log)).catch((err: unknown) => {
+      throw err instanceof CredentialsUnavailableError ? new CredentialsInvalidError(err.message) : err;
+    });
   } else if (tlsFiles.some((f) => f !== undefined)) {
     throw new UsageError('--control-plane-ca, --node-cert and --node-key go together');
   } else if (!options.controlPlane.every((h) => isLoopback(h.host))) {

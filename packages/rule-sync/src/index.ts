@@ -24,6 +24,7 @@ export type {
   TypeStatus,
 } from './server.js';
 export {
+  CredentialsUnavailableError,
   IdentityMismatchError,
   InsecureNonLoopbackError,
   InvalidHelloError,
@@ -38,6 +39,13 @@ export {
   UnknownNonceError,
   ValidationRejectedError,
 } from './errors.js';
+export { readTlsFiles, TlsFileWatcher } from './tls-files.js';
+export type {
+  ReconnectableClient,
+  TlsFileCredentials,
+  TlsFilePaths,
+  TlsFileWatcherOptions,
+} from './tls-files.js';
 export { consoleLogger } from './logger.js';
 export type { RuleSyncLogger } from './logger.js';
 export { decodeStateFile, encodeStateFile, readStateFile, writeStateFile } from './persistence.js';
